@@ -1,0 +1,1 @@
+"""The desktop visualizer (pyqtgraph). It only reads events and read-only views."""

@@ -1,0 +1,1 @@
+"""Streaming engine: audio sources, ring buffer, numba features, detectors, events and sinks."""

@@ -1,0 +1,285 @@
+"""The ``onbeat`` command line.
+
+``onbeat devices`` lists inputs; ``onbeat live`` analyses a microphone (falling back to the
+built-in demo when there is none); ``onbeat replay FILE`` replays a file as if live (``--fast``:
+as fast as possible); ``onbeat demo`` plays the synthesized demo song.
+
+Every user error (bad file, unknown device, impossible config) is one line on stderr and exit
+code 2. Ctrl-C stops cleanly: the stream is closed and the event file is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from onbeat.realtime.config import OnbeatConfig, apply_overrides, load_config, parse_override
+from onbeat.realtime.errors import ConfigError, DeviceError, OnbeatError
+
+from onbeat import __version__
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("onbeat")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE.toml", help="TOML configuration file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (repeatable), e.g. --set onset.threshold=0.6",
+    )
+    p.add_argument("--events", metavar="PATH", help="write every event to this JSON Lines file")
+    p.add_argument("--block-size", type=int, metavar="N", help="samples per audio block")
+    p.add_argument("--threshold", type=float, help="onset threshold (onset.threshold)")
+    p.add_argument("--no-console", action="store_true", help="no live status line")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of audio")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="onbeat", description="Real-time beat and onset analysis for live audio."
+    )
+    parser.add_argument("--version", action="version", version=f"onbeat {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("devices", help="list audio input devices")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+
+    p = sub.add_parser("live", help="analyse a live input (the demo song if there is none)")
+    p.add_argument("--device", help="input device: index or name fragment")
+    p.add_argument("--channels", help="comma-separated input channels to mix, e.g. 0,1")
+    _common(p)
+
+    p = sub.add_parser("replay", help="replay an audio file as if it were live")
+    p.add_argument("file", help="audio file (wav, flac, ogg, opus, mp3, ...)")
+    p.add_argument("--fast", action="store_true", help="as fast as possible, not real time")
+    p.add_argument("--channels", help="comma-separated channels to mix, e.g. 0")
+    _common(p)
+
+    p = sub.add_parser("demo", help="play the built-in synthesized demo song")
+    p.add_argument("--fast", action="store_true", help="as fast as possible, not real time")
+    _common(p)
+    return parser
+
+
+def _channels(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise ConfigError(f"--channels {text!r} must be comma-separated integers") from None
+
+
+def config_from_args(args: argparse.Namespace) -> OnbeatConfig:
+    """Build the configuration: defaults, then the TOML file, then explicit flags, then --set."""
+    config = load_config(getattr(args, "config", None))
+    flags: dict[str, Any] = {
+        "audio.device": getattr(args, "device", None),
+        "audio.channels": _channels(getattr(args, "channels", None)),
+        "audio.block_size": args.block_size,
+        "onset.threshold": args.threshold,
+        "output.events_path": args.events,
+        "output.console": False if args.no_console else None,
+    }
+    config = apply_overrides(config, flags)
+    return apply_overrides(config, dict(parse_override(o) for o in args.overrides))
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="onbeat: %(levelname)s: %(message)s", stream=sys.stderr)
+
+
+def _sinks(config: OnbeatConfig) -> list[Any]:
+    from onbeat.realtime.sinks import ConsoleSink, JsonlSink
+
+    sinks: list[Any] = []
+    if config.output.events_path:
+        sinks.append(JsonlSink(config.output.events_path))
+    if config.output.console:
+        sinks.append(ConsoleSink())
+    return sinks
+
+
+def _run_interruptible(fn: Callable[[threading.Event], Any]) -> Any:
+    """Run ``fn(stop)`` on an analysis thread; Ctrl-C sets ``stop`` and waits for a clean end.
+
+    The main thread waits on an Event, not on ``Thread.join``: a join interrupted by Ctrl-C can
+    leave the thread looking finished while it still runs (CPython issue 21822).
+    """
+    stop = threading.Event()
+    done = threading.Event()
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn(stop)
+        except BaseException as exc:  # re-raised in the main thread
+            result["error"] = exc
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=target, name="analysis", daemon=True)
+    worker.start()
+    while not done.is_set():
+        try:
+            done.wait(0.2)
+        except KeyboardInterrupt:
+            if not stop.is_set():
+                stop.set()
+                print(file=sys.stderr)
+                log.warning("interrupted: closing the stream")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _report(summary: Any) -> None:
+    onsets = summary.counts.get("onset", 0)
+    print(
+        f"onbeat: {summary.audio_s:.1f} s of audio analysed ({summary.reason}): {onsets} onsets, "
+        f"CPU {100 * summary.cpu_per_audio_s:.2f} % of one core, xruns {summary.xruns}, "
+        f"overflows {summary.overflows}, dropped events {summary.dropped}",
+        file=sys.stderr,
+    )
+
+
+def _limit(source: Any, duration_s: float | None) -> Any:
+    if duration_s is None:
+        return source
+    from onbeat.realtime.sources import ArraySource
+
+    if isinstance(source, ArraySource):
+        n = int(duration_s * source.sample_rate_hz)
+        return ArraySource(source._x[:n], source.sample_rate_hz, source.name)
+    x, sr = source.read_all()
+    return ArraySource(x[: int(duration_s * sr)], sr, source.name)
+
+
+def _play(config: OnbeatConfig, source: Any, *, fast: bool) -> int:
+    from onbeat.realtime.engine import Engine
+
+    engine = Engine(config, sinks=_sinks(config))
+    if fast:
+        summary = _run_interruptible(lambda stop: engine.run_fast(source, stop=stop))
+    else:
+        summary = _run_interruptible(lambda stop: engine.run_paced(source, stop=stop))
+    _report(summary)
+    return 0
+
+
+def _demo_source(duration_s: float | None) -> Any:
+    from onbeat.realtime.demo import demo_song
+    from onbeat.realtime.sources import ArraySource
+
+    song = demo_song(duration_s=duration_s or 20.0)
+    return ArraySource(song.samples, song.sample_rate_hz, name="demo")
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """List input devices."""
+    from onbeat.realtime.sources import list_input_devices
+
+    devices = list_input_devices()
+    if not devices:
+        print("no audio input devices found")
+        return 0
+    print(f"{'idx':>3}  {'name':40}  {'host API':14}  {'ch':>3}  {'rate':>7}  latency")
+    for d in devices:
+        print(
+            f"{d.index:>3}  {d.name[:40]:40}  {d.hostapi[:14]:14}  {d.max_input_channels:>3}  "
+            f"{d.default_samplerate_hz:>7.0f}  {1000 * d.default_low_latency_s:.1f} ms"
+        )
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """Analyse a live input, or the demo song when no input device exists."""
+    from onbeat.realtime.engine import Engine
+    from onbeat.realtime.sources import LiveSource
+
+    config = config_from_args(args)
+    a = config.audio
+    try:
+        live = LiveSource(
+            a.device,
+            channels=a.channels,
+            block_size=a.block_size,
+            preferred_rate_hz=a.sample_rate_hz,
+        )
+    except DeviceError as exc:
+        if a.device is not None:
+            raise
+        print(
+            f"onbeat: no usable microphone ({exc}); playing the built-in demo instead",
+            file=sys.stderr,
+        )
+        return _play(config, _demo_source(args.duration), fast=False)
+    print(
+        f"onbeat: listening to [{live.info.index}] {live.name} at {live.sample_rate_hz} Hz, "
+        f"{live.channels} channel(s), block {a.block_size}",
+        file=sys.stderr,
+    )
+    engine = Engine(config, sinks=_sinks(config))
+    summary = _run_interruptible(
+        lambda stop: engine.run_live(live, stop=stop, max_duration_s=args.duration)
+    )
+    _report(summary)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a file."""
+    from onbeat.realtime.sources import FileSource
+
+    config = config_from_args(args)
+    source = FileSource(args.file)
+    return _play(config, _limit(source, args.duration), fast=args.fast)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Play the synthesized demo song."""
+    config = config_from_args(args)
+    print("onbeat: playing the built-in demo song (120 BPM, synthesized)", file=sys.stderr)
+    return _play(config, _demo_source(args.duration), fast=args.fast)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "devices": cmd_devices,
+    "live": cmd_live,
+    "replay": cmd_replay,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(getattr(args, "verbose", 0))
+    t0 = time.monotonic()
+    try:
+        return _COMMANDS[args.command](args)
+    except OnbeatError as exc:
+        print(f"onbeat: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        log.debug("finished in %.2f s", time.monotonic() - t0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

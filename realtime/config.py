@@ -1,0 +1,364 @@
+"""Frozen, validated configuration, loaded from TOML with explicit command-line overrides.
+
+Every section is a frozen dataclass validated in ``__post_init__``. An impossible value raises
+:class:`~onbeat.realtime.errors.ConfigError` naming the key (``section.field``) and the allowed
+range. The TOML file has one table per section::
+
+    [audio]
+    block_size = 128
+
+    [onset]
+    threshold = 0.6
+
+Command-line overrides use the same dotted keys (``--set onset.threshold=0.6``) and go through
+:func:`apply_overrides`, which maps each key explicitly onto its section; nothing is passed down as
+``**vars(args)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from onbeat.realtime.errors import ConfigError
+
+__all__ = [
+    "AudioConfig",
+    "FeatureConfig",
+    "OnbeatConfig",
+    "OnsetConfig",
+    "OutputConfig",
+    "apply_overrides",
+    "load_config",
+]
+
+
+def _check_range(
+    section: str, key: str, value: float, lo: float, hi: float, *, integer: bool = False
+) -> None:
+    """Raise a :class:`ConfigError` unless ``lo <= value <= hi`` (and integral if asked)."""
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if not ok or not math.isfinite(float(value)) or not lo <= value <= hi:
+        raise ConfigError(f"{section}.{key} = {value!r} is invalid: must be {kind} in [{lo}, {hi}]")
+
+
+@dataclass(frozen=True, slots=True)
+class AudioConfig:
+    """Audio input.
+
+    Parameters
+    ----------
+    device : str or None
+        Input device: an index (``"3"``) or a case-insensitive name fragment. ``None`` takes the
+        system default input.
+    channels : tuple of int
+        Zero-based input channels to analyse, mixed down by averaging. Empty mixes every
+        channel that is opened.
+    block_size : int
+        Samples per driver callback (at the device rate). Smaller is lower latency.
+    sample_rate_hz : int
+        Analysis sample rate. Input at any other rate is resampled to it.
+    device_rate_hz : int
+        Rate to open the device at; ``0`` tries ``sample_rate_hz`` and falls back to the
+        device's default rate.
+    ring_s : float
+        Ring-buffer capacity in seconds of device audio.
+    reconnect_max_s : float
+        Longest back-off between attempts to reopen a vanished device.
+    """
+
+    section: ClassVar[str] = "audio"
+    device: str | None = None
+    channels: tuple[int, ...] = ()
+    block_size: int = 128
+    sample_rate_hz: int = 44100
+    device_rate_hz: int = 0
+    ring_s: float = 10.0
+    reconnect_max_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        s = self.section
+        _check_range(s, "block_size", self.block_size, 16, 16384, integer=True)
+        _check_range(s, "sample_rate_hz", self.sample_rate_hz, 8000, 192000, integer=True)
+        if self.device_rate_hz != 0:
+            _check_range(s, "device_rate_hz", self.device_rate_hz, 8000, 384000, integer=True)
+        _check_range(s, "ring_s", self.ring_s, 1.0, 600.0)
+        _check_range(s, "reconnect_max_s", self.reconnect_max_s, 0.1, 600.0)
+        if len(set(self.channels)) != len(self.channels):
+            raise ConfigError(f"{s}.channels = {list(self.channels)} lists a channel twice")
+        for ch in self.channels:
+            _check_range(s, "channels", ch, 0, 255, integer=True)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureConfig:
+    """Framewise spectral features.
+
+    Parameters
+    ----------
+    hop_size : int
+        Samples between frames at the analysis rate (441 at 44.1 kHz is 100 frames/s).
+    frame_sizes : tuple of int
+        FFT frame sizes of the multi-resolution spectrum; powers of two.
+    bands_per_octave : int
+        Bands per octave of the logarithmic filterbank.
+    fmin_hz, fmax_hz : float
+        Frequency range of the logarithmic filterbank.
+    log_mul : float
+        Log compression ``log10(1 + log_mul * x)``.
+    diff_ratio : float
+        SuperFlux: the difference is taken against the frame whose window overlap falls
+        below this ratio.
+    diff_max_bins : int
+        Width of the frequency maximum filter applied to the reference frame (SuperFlux).
+    n_mels : int
+        Mel bands of the CNN input.
+    mel_fmax_hz : float
+        Upper edge of the mel filterbank.
+    """
+
+    section: ClassVar[str] = "features"
+    hop_size: int = 441
+    frame_sizes: tuple[int, ...] = (1024, 2048, 4096)
+    bands_per_octave: int = 12
+    fmin_hz: float = 30.0
+    fmax_hz: float = 17000.0
+    log_mul: float = 1.0
+    diff_ratio: float = 0.5
+    diff_max_bins: int = 3
+    n_mels: int = 96
+    mel_fmax_hz: float = 11025.0
+
+    def __post_init__(self) -> None:
+        s = self.section
+        _check_range(s, "hop_size", self.hop_size, 32, 8192, integer=True)
+        if not self.frame_sizes:
+            raise ConfigError(f"{s}.frame_sizes is empty: give at least one power of two")
+        for n in self.frame_sizes:
+            _check_range(s, "frame_sizes", n, 256, 16384, integer=True)
+            if n & (n - 1):
+                raise ConfigError(
+                    f"{s}.frame_sizes = {list(self.frame_sizes)}: {n} is no power of 2"
+                )
+        if tuple(sorted(set(self.frame_sizes))) != self.frame_sizes:
+            raise ConfigError(f"{s}.frame_sizes = {list(self.frame_sizes)} must rise strictly")
+        _check_range(s, "bands_per_octave", self.bands_per_octave, 1, 48, integer=True)
+        _check_range(s, "fmin_hz", self.fmin_hz, 10.0, 1000.0)
+        _check_range(s, "fmax_hz", self.fmax_hz, 1000.0, 96000.0)
+        _check_range(s, "log_mul", self.log_mul, 1e-3, 1e6)
+        _check_range(s, "diff_ratio", self.diff_ratio, 0.0, 1.0)
+        _check_range(s, "diff_max_bins", self.diff_max_bins, 1, 15, integer=True)
+        _check_range(s, "n_mels", self.n_mels, 8, 256, integer=True)
+        _check_range(s, "mel_fmax_hz", self.mel_fmax_hz, 1000.0, 96000.0)
+
+
+@dataclass(frozen=True, slots=True)
+class OnsetConfig:
+    """DSP onset detection (SuperFlux activation plus online peak picking).
+
+    Parameters
+    ----------
+    threshold : float
+        Minimum activation above the recent moving average for an onset.
+    min_interval_s : float
+        Minimum time between two onsets.
+    pre_avg_s : float
+        Length of the causal moving average subtracted before thresholding.
+    pre_max_s : float
+        The activation must be the maximum over this causal window.
+    """
+
+    section: ClassVar[str] = "onset"
+    threshold: float = 0.04
+    min_interval_s: float = 0.03
+    pre_avg_s: float = 0.10
+    pre_max_s: float = 0.03
+
+    def __post_init__(self) -> None:
+        s = self.section
+        _check_range(s, "threshold", self.threshold, 0.0, 1e3)
+        _check_range(s, "min_interval_s", self.min_interval_s, 0.0, 2.0)
+        _check_range(s, "pre_avg_s", self.pre_avg_s, 0.0, 2.0)
+        _check_range(s, "pre_max_s", self.pre_max_s, 0.0, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    """Where events go.
+
+    Parameters
+    ----------
+    events_path : str or None
+        JSON Lines file that receives every event, one per line.
+    console : bool
+        Show the compact live status line on stderr.
+    level_rate_hz : float
+        Rate of level events.
+    queue_size : int
+        Per-sink queue length; the oldest events are dropped (and counted) beyond it.
+    """
+
+    section: ClassVar[str] = "output"
+    events_path: str | None = None
+    console: bool = True
+    level_rate_hz: float = 10.0
+    queue_size: int = 8192
+
+    def __post_init__(self) -> None:
+        s = self.section
+        _check_range(s, "level_rate_hz", self.level_rate_hz, 0.1, 100.0)
+        _check_range(s, "queue_size", self.queue_size, 16, 10_000_000, integer=True)
+
+
+@dataclass(frozen=True, slots=True)
+class OnbeatConfig:
+    """The whole configuration: one frozen section per concern."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    onset: OnsetConfig = field(default_factory=OnsetConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        f = self.features
+        if f.fmax_hz > self.audio.sample_rate_hz / 2:
+            raise ConfigError(
+                f"features.fmax_hz = {f.fmax_hz} is above the Nyquist frequency "
+                f"{self.audio.sample_rate_hz / 2} of audio.sample_rate_hz"
+            )
+        if f.mel_fmax_hz > self.audio.sample_rate_hz / 2:
+            raise ConfigError(
+                f"features.mel_fmax_hz = {f.mel_fmax_hz} is above the Nyquist frequency "
+                f"{self.audio.sample_rate_hz / 2} of audio.sample_rate_hz"
+            )
+        if f.hop_size > f.frame_sizes[0]:
+            raise ConfigError(
+                f"features.hop_size = {f.hop_size} is larger than the smallest frame size "
+                f"{f.frame_sizes[0]}"
+            )
+
+    @property
+    def frame_rate_hz(self) -> float:
+        """Frames per second of the framewise analysis."""
+        return self.audio.sample_rate_hz / self.features.hop_size
+
+
+_SECTIONS: dict[str, type] = {
+    "audio": AudioConfig,
+    "features": FeatureConfig,
+    "onset": OnsetConfig,
+    "output": OutputConfig,
+}
+
+
+def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
+    """Convert a TOML or command-line value to the type of the field it replaces."""
+    if isinstance(current, tuple) or (key in ("channels", "frame_sizes")):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{section}.{key} = {value!r} is invalid: must be a list")
+        return tuple(value)
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{section}.{key} = {value!r} is invalid: must be true or false")
+        return value
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if key in ("device", "events_path") and value is not None and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+def apply_overrides(config: OnbeatConfig, overrides: Mapping[str, Any]) -> OnbeatConfig:
+    """Return a copy of ``config`` with dotted-key overrides applied and validated.
+
+    Parameters
+    ----------
+    config : OnbeatConfig
+        The base configuration.
+    overrides : mapping of str to value
+        Keys are ``section.field``; a value of ``None`` leaves the field unchanged.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key or an impossible value.
+    """
+    per_section: dict[str, dict[str, Any]] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        cls = _SECTIONS.get(section)
+        if cls is None:
+            raise ConfigError(
+                f"unknown config section {section!r} in {dotted!r}: known are {sorted(_SECTIONS)}"
+            )
+        names = [f.name for f in fields(cls)]
+        if key not in names:
+            raise ConfigError(f"unknown config key {dotted!r}: {section} has {names}")
+        current = getattr(getattr(config, section), key)
+        per_section.setdefault(section, {})[key] = _coerce(section, key, value, current)
+    if not per_section:
+        return config
+    try:
+        sections = {
+            name: dataclasses.replace(getattr(config, name), **changes)
+            for name, changes in per_section.items()
+        }
+        return dataclasses.replace(config, **sections)
+    except TypeError as exc:  # a value of a type the field cannot take
+        raise ConfigError(f"invalid config value: {exc}") from None
+
+
+def load_config(path: str | Path | None = None) -> OnbeatConfig:
+    """Load a TOML configuration file (or the defaults when ``path`` is None).
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not valid TOML, or holds an unknown key or bad value.
+    """
+    config = OnbeatConfig()
+    if path is None:
+        return config
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file {str(p)!r}: {section!r} must be a [table]")
+        for key, value in table.items():
+            flat[f"{section}.{key}"] = value
+    return apply_overrides(config, flat)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one ``section.key=value`` command-line override; the value is read as TOML.
+
+    A value that is not valid TOML is taken as a plain string.
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value

@@ -1,0 +1,175 @@
+"""Events: frozen, slotted dataclasses that every stage emits and every sink reads.
+
+Every event carries three times:
+
+* ``sample_index``: the analysis-rate sample the event refers to;
+* ``time_s``: its musical time in stream seconds (``sample_index / sample_rate``);
+* ``emitted_s``: the stream time at which it was issued, i.e. the end of the frame whose
+  analysis produced it. A detected onset has ``emitted_s >= time_s``; a predicted beat has
+  ``emitted_s < time_s``.
+
+Stream time counts analysis samples since the stream began, so a file replayed at full speed
+yields exactly the events that live play of the same samples would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+__all__ = [
+    "EMPTY",
+    "DeviceEvent",
+    "Event",
+    "HealthEvent",
+    "LevelEvent",
+    "OnsetEvent",
+    "StreamEndEvent",
+    "StreamStartEvent",
+    "event_to_dict",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of all events."""
+
+    type: ClassVar[str] = "event"
+    sample_index: int
+    time_s: float
+    emitted_s: float
+
+
+EMPTY: tuple[Event, ...] = ()
+"""The shared empty result of a stage that had nothing to say."""
+
+
+@dataclass(frozen=True, slots=True)
+class OnsetEvent(Event):
+    """A note or percussion onset.
+
+    Attributes
+    ----------
+    strength : float
+        The detection function's value at the onset.
+    source : str
+        Detector name.
+    """
+
+    type: ClassVar[str] = "onset"
+    strength: float
+    source: str = "superflux"
+
+
+@dataclass(frozen=True, slots=True)
+class LevelEvent(Event):
+    """Input level over the last period.
+
+    Attributes
+    ----------
+    rms_dbfs, peak_dbfs : float
+        RMS and peak level in dB relative to full scale (floored at -120).
+    """
+
+    type: ClassVar[str] = "level"
+    rms_dbfs: float
+    peak_dbfs: float
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEvent(Event):
+    """Running counters of everything that went wrong (cumulative since the start).
+
+    Attributes
+    ----------
+    xruns : int
+        Over- and underruns reported by the audio driver.
+    overflows : int
+        Times the ring buffer was overrun because analysis fell behind.
+    lost_samples : int
+        Device samples lost to overflows.
+    nonfinite : int
+        NaN or infinite input samples replaced by zero.
+    clipped : int
+        Input samples at or beyond full scale (clamped to ±1).
+    dropped : int
+        Events dropped by full sink queues.
+    """
+
+    type: ClassVar[str] = "health"
+    xruns: int
+    overflows: int
+    lost_samples: int
+    nonfinite: int
+    clipped: int
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent(Event):
+    """The input device changed state.
+
+    Attributes
+    ----------
+    state : str
+        ``"opened"``, ``"lost"`` or ``"reopened"``.
+    device : str
+        Device name.
+    device_rate_hz : int
+        Rate the device runs at.
+    gap_s : float
+        Wall-clock seconds without audio, for ``"reopened"``.
+    """
+
+    type: ClassVar[str] = "device"
+    state: str
+    device: str
+    device_rate_hz: int
+    gap_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStartEvent(Event):
+    """The stream began.
+
+    Attributes
+    ----------
+    source : str
+        What is analysed (file path, device name or ``"demo"``).
+    sample_rate_hz : int
+        Analysis sample rate.
+    frame_rate_hz : float
+        Frames per second.
+    """
+
+    type: ClassVar[str] = "start"
+    source: str
+    sample_rate_hz: int
+    frame_rate_hz: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEndEvent(Event):
+    """The stream ended (end of file, or stopped by the user).
+
+    Attributes
+    ----------
+    frames : int
+        Frames analysed.
+    reason : str
+        ``"eof"``, ``"stopped"`` or ``"error"``.
+    """
+
+    type: ClassVar[str] = "end"
+    frames: int
+    reason: str
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """Flatten an event to a JSON-ready dict with its ``type`` first."""
+    d: dict[str, Any] = {"type": event.type}
+    for f in dataclasses.fields(event):
+        v = getattr(event, f.name)
+        d[f.name] = round(v, 6) if isinstance(v, float) else v
+    return d
