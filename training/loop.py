@@ -1,0 +1,235 @@
+"""Generic, resumable training loop for the causal LSTMs.
+
+Sequences are ``(features (frames, dims), targets (frames, outputs))`` pairs, from
+``onbeat.training.datasets``. Training takes random crops, a weighted binary cross-entropy per
+output, Adam, and gradient clipping. After every epoch it writes a checkpoint (model, optimizer,
+epoch, RNG states, best score) so that a run stopped by the end of a session resumes where it
+stopped: run the same command again. The best epoch by validation score is exported to
+``models/weights`` with :func:`onbeat.models.lstm.save_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from onbeat.models.lstm import CausalLSTM, LSTMSpec
+from torch import nn
+
+__all__ = ["TrainConfig", "train"]
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Hyper-parameters of one run.
+
+    Attributes
+    ----------
+    epochs : int
+        Passes (of ``steps_per_epoch`` batches).
+    steps_per_epoch : int
+        Batches per epoch.
+    batch_size : int
+        Crops per batch.
+    crop_frames : int
+        Frames per crop (at 100 frames/s, 800 = 8 s).
+    lr : float
+        Adam learning rate.
+    pos_weight : tuple of float
+        Weight of positive frames per output (they are rare).
+    seed : int
+        Seed of every RNG.
+    grad_clip : float
+        Gradient-norm clip.
+    """
+
+    epochs: int = 30
+    steps_per_epoch: int = 200
+    batch_size: int = 16
+    crop_frames: int = 800
+    lr: float = 2e-3
+    pos_weight: tuple[float, ...] = (4.0,)
+    seed: int = 0
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch_size < 1:
+            raise ValueError("epochs, steps_per_epoch and batch_size must be positive")
+        if self.crop_frames < 10 or not (0 < self.lr < 1):
+            raise ValueError("crop_frames >= 10 and 0 < lr < 1 required")
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _batch(
+    data: Sequence[Pair], rng: np.random.Generator, batch: int, crop: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = np.array([x.shape[0] for x, _ in data], dtype=np.float64)
+    p = lengths / lengths.sum()
+    xs, ys = [], []
+    dims, outs = data[0][0].shape[1], data[0][1].shape[1]
+    for i in rng.choice(len(data), size=batch, p=p):
+        x, y = data[i]
+        n = x.shape[0]
+        xb = np.zeros((crop, dims), np.float32)
+        yb = np.full((crop, outs), -1.0, np.float32)  # -1 = padding, masked
+        s = int(rng.integers(0, max(1, n - crop + 1)))
+        m = min(crop, n - s)
+        xb[:m], yb[:m] = x[s : s + m], y[s : s + m]
+        xs.append(xb)
+        ys.append(yb)
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    mask = (y >= 0).float()
+    target = y.clamp_min(0.0)
+    w = mask * (1.0 + (pos_weight - 1.0) * (target > 0).float())
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (bce * w).sum() / w.sum().clamp_min(1.0)
+
+
+def fit_standardisation(
+    data: Sequence[Pair], max_frames: int = 200_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation over (a sample of) the training frames."""
+    rng = np.random.default_rng(0)
+    frames = np.concatenate([x for x, _ in data])
+    if frames.shape[0] > max_frames:
+        frames = frames[rng.choice(frames.shape[0], max_frames, replace=False)]
+    return frames.mean(0), frames.std(0) + 1e-3
+
+
+def predict(net: CausalLSTM, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Sigmoid activations of one whole sequence (sequence forward, causal)."""
+    with torch.inference_mode():
+        return torch.sigmoid(net(torch.from_numpy(x)[None]))[0].numpy()
+
+
+def train(
+    *,
+    spec: LSTMSpec,
+    train_data: Sequence[Pair],
+    valid_data: Sequence[Pair],
+    config: TrainConfig,
+    run_dir: str | Path,
+    score: Callable[[CausalLSTM, Sequence[Pair]], float],
+    on_best: Callable[[CausalLSTM, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train (or resume) a :class:`CausalLSTM`; returns the best validation metrics.
+
+    Parameters
+    ----------
+    spec : LSTMSpec
+        Network shape.
+    train_data, valid_data : sequence of (features, targets)
+        Targets in [0, 1] per output; -1 marks frames to ignore.
+    config : TrainConfig
+        Hyper-parameters.
+    run_dir : path
+        Checkpoints (``ckpt.pt``), ``train.log`` (JSON lines) and ``best.pt`` go here.
+    score : callable
+        Validation score of a network (higher is better), e.g. a mir_eval F-measure.
+    on_best : callable, optional
+        Called with the network and metrics whenever validation improves (e.g. to export).
+    progress : bool
+        Show a tqdm progress bar.
+    """
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run / "ckpt.pt"
+    _seed_all(config.seed)
+    net = CausalLSTM(spec)
+    mean, std = fit_standardisation(train_data)
+    with torch.no_grad():
+        net.in_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+        net.in_std.copy_(torch.from_numpy(std.astype(np.float32)))
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    rng = np.random.default_rng(config.seed)
+    epoch0, best = 0, {"score": -math.inf}
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        sched.load_state_dict(ck["sched"])
+        epoch0, best = ck["epoch"], ck["best"]
+        rng.bit_generator.state = ck["rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        log.info("resumed %s at epoch %d (best %.4f)", run, epoch0, best["score"])
+    pw = torch.tensor(config.pos_weight, dtype=torch.float32)
+    (run / "config.json").write_text(
+        json.dumps({"train": asdict(config), "spec": asdict(spec)}, indent=2)
+    )
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=config.epochs * config.steps_per_epoch, initial=epoch0 * config.steps_per_epoch
+        )
+    for epoch in range(epoch0, config.epochs):
+        net.train()
+        t0 = time.monotonic()
+        total = 0.0
+        for _ in range(config.steps_per_epoch):
+            x, y = _batch(train_data, rng, config.batch_size, config.crop_frames)
+            loss = _loss(net(x), y, pw)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+            opt.step()
+            total += float(loss)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.4f}", epoch=epoch + 1)
+        sched.step()
+        net.eval()
+        s = float(score(net, valid_data))
+        metrics = {
+            "epoch": epoch + 1,
+            "loss": total / config.steps_per_epoch,
+            "valid_score": s,
+            "seconds": time.monotonic() - t0,
+        }
+        with open(run / "train.log", "a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+        if s > best["score"]:
+            best = {"score": s, **metrics}
+            torch.save(net.state_dict(), run / "best.pt")
+            if on_best is not None:
+                on_best(net, best)
+        torch.save(
+            {
+                "model": net.state_dict(),
+                "optim": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "epoch": epoch + 1,
+                "best": best,
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+            },
+            ckpt_path,
+        )
+        log.info("epoch %d: loss %.4f valid %.4f", epoch + 1, metrics["loss"], s)
+    if bar is not None:
+        bar.close()
+    return best
