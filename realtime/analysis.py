@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 import numpy.typing as npt
+from onbeat.models.registry import available
 from onbeat.realtime.bus import EventBus
 from onbeat.realtime.config import OnbeatConfig
 from onbeat.realtime.events import (
@@ -30,6 +31,7 @@ from onbeat.realtime.events import (
     StreamStartEvent,
 )
 from onbeat.realtime.features import SpectralFeatures
+from onbeat.realtime.neural import LstmOnsets
 from onbeat.realtime.onset import SuperFluxOnsets
 from onbeat.realtime.ringbuffer import RingBuffer
 from onbeat.realtime.stages import StreamContext
@@ -143,7 +145,7 @@ class Analyzer:
         self.hop = config.features.hop_size
         self.ctx = StreamContext(sample_rate_hz=self.rate_hz, hop_size=self.hop)
         self.features = SpectralFeatures(config.features)
-        self.onsets: SuperFluxOnsets | None = None
+        self.onsets: SuperFluxOnsets | LstmOnsets | None = None
         #: Called after every frame with (frame index, sample index); for observers such as
         #: benchmarks and the GUI's read-only views. Must not block.
         self.frame_hook: Callable[[int, int], None] | None = None
@@ -153,7 +155,7 @@ class Analyzer:
     def prepare(self) -> None:
         """Allocate all buffers, build the stages and warm up every kernel."""
         self.features.prepare(self.ctx)
-        self.onsets = SuperFluxOnsets(self.config.onset, self.features.layout, hop_size=self.hop)
+        self.onsets = self._onset_stage()
         self.onsets.prepare(self.ctx)
         self._max_n = self.features.spec.frame_size
         # Mirrored analysis history: the newest max_n samples are always contiguous.
@@ -180,6 +182,16 @@ class Analyzer:
         )
         self._prepared = True
         self.reset()
+
+    def _onset_stage(self) -> SuperFluxOnsets | LstmOnsets:
+        """The configured onset detector (the LSTM when ``auto`` and its weights ship)."""
+        c = self.config
+        kind = c.onset.detector
+        if kind == "auto":
+            kind = "lstm" if available("onsets") else "superflux"
+        if kind == "lstm":
+            return LstmOnsets(c.onset, c.features, hop_size=self.hop)
+        return SuperFluxOnsets(c.onset, self.features.layout, hop_size=self.hop)
 
     def reset(self) -> None:
         """Zero all state (stages included) without reallocating."""

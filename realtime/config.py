@@ -166,8 +166,13 @@ class OnsetConfig:
 
     Parameters
     ----------
+    detector : {"auto", "lstm", "superflux"}
+        Onset detector: the causal LSTM, the DSP SuperFlux detector, or the LSTM when its
+        weights ship with this installation (auto).
     threshold : float
-        Minimum activation above the recent moving average for an onset.
+        SuperFlux: minimum activation above the recent moving average for an onset.
+    lstm_threshold : float
+        LSTM: minimum activation (probability) above the recent moving average.
     min_interval_s : float
         Minimum time between two onsets.
     pre_avg_s : float
@@ -177,13 +182,20 @@ class OnsetConfig:
     """
 
     section: ClassVar[str] = "onset"
+    detector: str = "auto"
     threshold: float = 0.04
+    lstm_threshold: float = 0.35
     min_interval_s: float = 0.03
     pre_avg_s: float = 0.10
     pre_max_s: float = 0.03
 
     def __post_init__(self) -> None:
         s = self.section
+        if self.detector not in ("auto", "lstm", "superflux"):
+            raise ConfigError(
+                f"{s}.detector = {self.detector!r} is invalid: must be auto, lstm or superflux"
+            )
+        _check_range(s, "lstm_threshold", self.lstm_threshold, 0.0, 1.0)
         _check_range(s, "threshold", self.threshold, 0.0, 1e3)
         _check_range(s, "min_interval_s", self.min_interval_s, 0.0, 2.0)
         _check_range(s, "pre_avg_s", self.pre_avg_s, 0.0, 2.0)

@@ -33,7 +33,24 @@ from onbeat.realtime.events import EMPTY, Event
 from onbeat.realtime.filterbanks import SparseFilterbank, log_filterbank, mel_filterbank
 from onbeat.realtime.stages import StageSpec, StreamContext
 
-__all__ = ["FeatureLayout", "SpectralFeatures", "diff_frames_for", "hann", "log_mel"]
+__all__ = [
+    "FeatureLayout",
+    "SpectralFeatures",
+    "diff_frames_for",
+    "feature_fingerprint",
+    "hann",
+    "log_mel",
+]
+
+
+def feature_fingerprint(config: FeatureConfig, sample_rate_hz: int) -> str:
+    """A string that changes whenever the features a model sees would change."""
+    c = config
+    return (
+        f"sr{sample_rate_hz}-hop{c.hop_size}-n{','.join(map(str, c.frame_sizes))}"
+        f"-bpo{c.bands_per_octave}-f{c.fmin_hz:g}-{c.fmax_hz:g}-mul{c.log_mul:g}"
+        f"-dr{c.diff_ratio:g}-mb{c.diff_max_bins}"
+    )
 
 
 def hann(n: int) -> npt.NDArray[np.float64]:

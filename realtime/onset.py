@@ -24,7 +24,7 @@ from onbeat.realtime.events import EMPTY, Event, OnsetEvent
 from onbeat.realtime.features import FeatureLayout
 from onbeat.realtime.stages import StageSpec, StreamContext
 
-__all__ = ["SuperFluxOnsets", "pick_peaks_online"]
+__all__ = ["OnlinePeakPicker", "SuperFluxOnsets", "onset_event", "pick_peaks_online"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -85,17 +85,61 @@ def pick_peaks_online(
 
     Returns the frame indices at which :class:`SuperFluxOnsets` fires.
     """
-    pre_avg = round(pre_avg_s * frame_rate_hz)
-    pre_max = round(pre_max_s * frame_rate_hz)
-    min_gap = round(min_interval_s * frame_rate_hz)
-    hist = np.zeros(max(pre_avg, pre_max) + 1)
-    last = -(10**9)
-    peaks = []
-    for t, v in enumerate(np.asarray(activation, dtype=np.float64)):
-        if _pick_step(hist, t, float(v), pre_avg, pre_max, threshold) and t - last >= min_gap:
-            peaks.append(t)
-            last = t
+    picker = OnlinePeakPicker(
+        threshold=threshold, pre_avg_s=pre_avg_s, pre_max_s=pre_max_s, min_interval_s=min_interval_s
+    )
+    picker.prepare(frame_rate_hz)
+    peaks = [
+        t for t, v in enumerate(np.asarray(activation, dtype=np.float64)) if picker.step(float(v))
+    ]
     return np.asarray(peaks, dtype=np.int64)
+
+
+class OnlinePeakPicker:
+    """Causal peak picking of one activation value per frame (no look-ahead).
+
+    Parameters
+    ----------
+    threshold : float
+        Minimum height above the causal moving average.
+    pre_avg_s, pre_max_s, min_interval_s : float
+        Moving-average window, maximum window and minimum gap between peaks.
+    """
+
+    def __init__(
+        self, *, threshold: float, pre_avg_s: float, pre_max_s: float, min_interval_s: float
+    ) -> None:
+        self.threshold = threshold
+        self._windows_s = (pre_avg_s, pre_max_s, min_interval_s)
+
+    def prepare(self, frame_rate_hz: float) -> None:
+        """Allocate the history for ``frame_rate_hz`` and warm up the kernel."""
+        pre_avg_s, pre_max_s, gap_s = self._windows_s
+        self._pre_avg = round(pre_avg_s * frame_rate_hz)
+        self._pre_max = round(pre_max_s * frame_rate_hz)
+        self._min_gap = round(gap_s * frame_rate_hz)
+        self._hist = np.zeros(max(self._pre_avg, self._pre_max) + 1)
+        _pick_step(self._hist, 0, 0.0, self._pre_avg, self._pre_max, self.threshold)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history."""
+        self._hist.fill(0.0)
+        self._t = 0
+        self._last = -(10**9)
+
+    def step(self, value: float) -> bool:
+        """Add one frame's activation; True when it is a peak.
+
+        Real-time safety: one numba call on preallocated state.
+        """
+        t = self._t
+        self._t = t + 1
+        fired = _pick_step(self._hist, t, value, self._pre_avg, self._pre_max, self.threshold)
+        if not fired or t - self._last < self._min_gap:
+            return False
+        self._last = t
+        return True
 
 
 class SuperFluxOnsets:
@@ -107,12 +151,14 @@ class SuperFluxOnsets:
         Threshold and timing of the peak picker.
     layout : FeatureLayout
         Where the ``pdiff`` blocks lie in the feature vector.
+    hop_size : int
+        Samples per frame.
     """
 
     name: ClassVar[str] = "superflux_onsets"
 
     #: Detection delay, in frames, between an onset and the frame that reports it, measured on
-    #: synthetic clicks (``tests/test_onset.py::test_click_timing``).
+    #: synthetic clicks (``tests/test_engine.py::test_click_timing_within_5_ms``).
     delay_frames: ClassVar[float] = 1.0
 
     def __init__(self, config: OnsetConfig, layout: FeatureLayout, *, hop_size: int) -> None:
@@ -129,26 +175,24 @@ class SuperFluxOnsets:
         blocks = [layout.block("pdiff", n) for n in layout.frame_sizes]
         self._starts = np.asarray([b.start for b in blocks], dtype=np.int64)
         self._stops = np.asarray([b.stop for b in blocks], dtype=np.int64)
+        self.picker = OnlinePeakPicker(
+            threshold=config.threshold,
+            pre_avg_s=config.pre_avg_s,
+            pre_max_s=config.pre_max_s,
+            min_interval_s=config.min_interval_s,
+        )
         self.activation = 0.0
 
     def prepare(self, ctx: StreamContext) -> None:
         """Allocate the activation history and warm up the kernels."""
-        c = self.config
         self._rate = float(ctx.sample_rate_hz)
-        fps = ctx.frame_rate_hz
-        self._pre_avg = round(c.pre_avg_s * fps)
-        self._pre_max = round(c.pre_max_s * fps)
-        self._min_gap = round(c.min_interval_s * fps)
-        self._hist = np.zeros(max(self._pre_avg, self._pre_max) + 1)
+        self.picker.prepare(ctx.frame_rate_hz)
         _activation(np.zeros(self.layout.dims, dtype=np.float32), self._starts, self._stops)
-        _pick_step(self._hist, 0, 0.0, self._pre_avg, self._pre_max, c.threshold)
         self.reset()
 
     def reset(self) -> None:
         """Forget the activation history."""
-        self._hist.fill(0.0)
-        self._t = 0
-        self._last = -(10**9)
+        self.picker.reset()
         self.activation = 0.0
 
     def flush(self) -> tuple[Event, ...]:
@@ -162,18 +206,20 @@ class SuperFluxOnsets:
         """
         a = _activation(frame, self._starts, self._stops)
         self.activation = a
-        t = self._t
-        self._t = t + 1
-        fired = _pick_step(self._hist, t, a, self._pre_avg, self._pre_max, self.config.threshold)
-        if not fired or t - self._last < self._min_gap:
+        if not self.picker.step(a):
             return EMPTY
-        self._last = t
-        onset_index = sample_index - self.spec.latency_samples
-        return (
-            OnsetEvent(
-                sample_index=onset_index,
-                time_s=onset_index / self._rate,
-                emitted_s=sample_index / self._rate,
-                strength=a,
-            ),
-        )
+        return (onset_event(sample_index, self.spec.latency_samples, self._rate, a, self.name),)
+
+
+def onset_event(
+    sample_index: int, latency_samples: int, rate_hz: float, strength: float, source: str
+) -> OnsetEvent:
+    """An onset detected at the frame ending at ``sample_index``, dated ``latency_samples`` back."""
+    onset_index = sample_index - latency_samples
+    return OnsetEvent(
+        sample_index=onset_index,
+        time_s=onset_index / rate_hz,
+        emitted_s=sample_index / rate_hz,
+        strength=float(strength),
+        source=source,
+    )

@@ -1,0 +1,39 @@
+"""Where the committed weights live and how to load them by name.
+
+Weights ship inside the package (``onbeat/models/weights/NAME.safetensors`` with ``NAME.json``
+holding the spec and model card metadata); nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from onbeat.models.lstm import LSTMSpec, load_model
+
+__all__ = ["WEIGHTS_DIR", "available", "load_lstm"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def available(name: str, directory: Path | None = None) -> bool:
+    """Whether weights for ``name`` are present."""
+    d = directory or WEIGHTS_DIR
+    return (d / f"{name}.safetensors").exists() and (d / f"{name}.json").exists()
+
+
+def load_lstm(
+    name: str, directory: Path | None = None
+) -> tuple[LSTMSpec, dict[str, npt.NDArray[np.float32]], dict[str, object]]:
+    """Spec, arrays and metadata of the committed model ``name``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When no weights of that name ship with this installation.
+    """
+    d = directory or WEIGHTS_DIR
+    if not available(name, d):
+        raise FileNotFoundError(f"no weights named {name!r} in {d}")
+    return load_model(d / f"{name}.safetensors")

@@ -1,0 +1,128 @@
+"""Stages that run the committed causal LSTMs frame by frame (numba, no torch per frame).
+
+:class:`LstmOnsets` turns :class:`SpectralFeatures` frames into an onset activation and picks
+peaks online. The model's weights come from :mod:`onbeat.models.registry`; a model trained on
+other features than the stream computes is refused at prepare time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from onbeat.models.lstm import NumbaLSTM
+from onbeat.models.registry import available, load_lstm
+from onbeat.realtime.config import FeatureConfig, OnsetConfig
+from onbeat.realtime.errors import StageError
+from onbeat.realtime.events import EMPTY, Event
+from onbeat.realtime.features import feature_fingerprint
+from onbeat.realtime.onset import OnlinePeakPicker, onset_event
+from onbeat.realtime.stages import StageSpec, StreamContext
+
+__all__ = ["LstmOnsets", "load_stream_model"]
+
+
+def load_stream_model(
+    name: str, features: FeatureConfig, ctx: StreamContext, directory: Path | None = None
+) -> tuple[NumbaLSTM, dict[str, object]]:
+    """Load model ``name`` for numba streaming, checking it matches the stream's features.
+
+    Raises
+    ------
+    StageError
+        If the weights are missing or were trained on different features.
+    """
+    if not available(name, directory):
+        raise StageError(f"the {name!r} model is not installed (no weights in onbeat/models)")
+    spec, arrays, meta = load_lstm(name, directory)
+    want = feature_fingerprint(features, ctx.sample_rate_hz)
+    if spec.features != want:
+        raise StageError(
+            f"the {name!r} model was trained on features {spec.features!r}, "
+            f"but the stream computes {want!r}"
+        )
+    return NumbaLSTM(spec, arrays), meta
+
+
+class LstmOnsets:
+    """Causal LSTM onset detector with online peak picking.
+
+    Parameters
+    ----------
+    config : OnsetConfig
+        ``lstm_threshold`` and the peak picker's windows.
+    features : FeatureConfig
+        The stream's feature configuration (must match the model's).
+    hop_size : int
+        Samples per frame.
+    model_dir : Path, optional
+        Where to look for weights instead of the installed ones.
+    """
+
+    name: ClassVar[str] = "lstm_onsets"
+
+    def __init__(
+        self,
+        config: OnsetConfig,
+        features: FeatureConfig,
+        *,
+        hop_size: int,
+        model_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.features = features
+        self.model_dir = model_dir
+        self.spec = StageSpec(
+            name=self.name,
+            input_kind="spectrum",
+            frame_size=1,
+            hop_size=hop_size,
+            latency_samples=hop_size,
+            outputs=("onset",),
+        )
+        self.picker = OnlinePeakPicker(
+            threshold=config.lstm_threshold,
+            pre_avg_s=config.pre_avg_s,
+            pre_max_s=config.pre_max_s,
+            min_interval_s=config.min_interval_s,
+        )
+        self.activation = 0.0
+
+    def prepare(self, ctx: StreamContext) -> None:
+        """Load the weights, compile the kernels and allocate the picker."""
+        self.net, meta = load_stream_model("onsets", self.features, ctx, self.model_dir)
+        delay = float(meta.get("delay_frames", 1.0))  # type: ignore[arg-type]
+        self.spec = StageSpec(
+            name=self.name,
+            input_kind="spectrum",
+            frame_size=1,
+            hop_size=ctx.hop_size,
+            latency_samples=round(delay * ctx.hop_size),
+            outputs=("onset",),
+        )
+        self._rate = float(ctx.sample_rate_hz)
+        self.picker.prepare(ctx.frame_rate_hz)
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the LSTM state and the picker."""
+        self.net.reset()
+        self.picker.reset()
+        self.activation = 0.0
+
+    def flush(self) -> tuple[Event, ...]:
+        """Nothing is deferred."""
+        return EMPTY
+
+    def process(self, frame: npt.NDArray[np.float32], sample_index: int) -> tuple[Event, ...]:
+        """One LSTM step on the feature frame, then online peak picking.
+
+        Real-time safety: numba calls on preallocated buffers; allocates only the event.
+        """
+        a = float(self.net.step(frame)[0])
+        self.activation = a
+        if not self.picker.step(a):
+            return EMPTY
+        return (onset_event(sample_index, self.spec.latency_samples, self._rate, a, self.name),)
