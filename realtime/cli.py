@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", help="comma-separated channels to mix, e.g. 0")
     _common(p)
 
+    p = sub.add_parser("eval", help="score the live pipeline on a directory of annotated files")
+    p.add_argument("task", choices=["beats", "onsets"])
+    p.add_argument("directory", help="audio files with same-stem .beats or .onsets files")
+    p.add_argument("--json", metavar="PATH", help="write per-file and mean metrics as JSON")
+    p.add_argument("--plot", metavar="PNG", help="plot path (default: eval_TASK.png)")
+    _common(p)
+
     p = sub.add_parser("demo", help="play the built-in synthesized demo song")
     p.add_argument("--fast", action="store_true", help="as fast as possible, not real time")
     _common(p)
@@ -257,11 +264,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _play(config, _demo_source(args.duration), fast=args.fast)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score the streaming pipeline on annotated files."""
+    from pathlib import Path
+
+    from onbeat.realtime.evaluate import evaluate_dir, write_json, write_plot
+
+    config = config_from_args(args)
+    config = apply_overrides(config, {"output.console": False})
+    results, mean = evaluate_dir(config, Path(args.directory), args.task)
+    width = max(len(r.name) for r in results)
+    keys = [k for k in mean if k not in ("files",)]
+    print(f"{'file':{width}}  " + "  ".join(f"{k:>12}" for k in keys))
+    for r in results:
+        print(
+            f"{r.name:{width}}  "
+            + "  ".join(f"{r.metrics.get(k, float('nan')):12.4f}" for k in keys)
+        )
+    print(f"{'MEAN':{width}}  " + "  ".join(f"{mean[k]:12.4f}" for k in keys))
+    plot = Path(args.plot or f"eval_{args.task}.png")
+    write_plot(plot, args.task, results)
+    print(f"onbeat: plot written to {plot}", file=sys.stderr)
+    if args.json:
+        write_json(Path(args.json), args.task, results, mean)
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "devices": cmd_devices,
     "live": cmd_live,
     "replay": cmd_replay,
     "demo": cmd_demo,
+    "eval": cmd_eval,
 }
 
 

@@ -183,10 +183,10 @@ class OnsetConfig:
 
     section: ClassVar[str] = "onset"
     detector: str = "auto"
-    threshold: float = 0.04
+    threshold: float = 0.006
     lstm_threshold: float = 0.35
     min_interval_s: float = 0.03
-    pre_avg_s: float = 0.10
+    pre_avg_s: float = 0.05
     pre_max_s: float = 0.03
 
     def __post_init__(self) -> None:

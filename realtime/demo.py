@@ -74,7 +74,8 @@ def _tone(
     for h in range(1, harmonics + 1):
         if freq_hz * h < sr / 2:
             x += np.sin(2 * np.pi * freq_hz * h * t) / h
-    env = np.minimum(1.0, t / 0.005) * np.exp(-t * decay)
+    release = np.minimum(1.0, (t[-1] - t) / 0.03) if t.size else t  # no click at the end
+    env = np.minimum(1.0, t / 0.005) * np.exp(-t * decay) * release
     return x * env
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from onbeat.realtime.analysis import Analyzer
@@ -106,6 +106,9 @@ class Engine:
         self.analyzer: Analyzer | None = None
         self.ring: RingBuffer | None = None
         self.first_frame_wall: float | None = None
+        #: Observers called after every frame with (analyzer, frame index, sample index), on the
+        #: analysis thread; they must be quick and must not block (evaluation, read-only views).
+        self.frame_hooks: list[Callable[[Analyzer, int, int], None]] = []
 
     # ------------------------------------------------------------------ helpers
     def _setup(
@@ -118,12 +121,16 @@ class Engine:
         analyzer.prepare()
         self.ring, self.analyzer = ring, analyzer
 
-        def _first(frame: int, sample: int) -> None:
+        hooks = tuple(self.frame_hooks)
+
+        def _hook(frame: int, sample: int) -> None:
             if self.first_frame_wall is None:
                 self.first_frame_wall = time.monotonic()
                 log.info("first frame processed")
+            for h in hooks:
+                h(analyzer, frame, sample)
 
-        analyzer.frame_hook = _first
+        analyzer.frame_hook = _hook
         for t in self._sinks:
             if not t.is_alive():
                 t.start()

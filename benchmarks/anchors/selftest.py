@@ -130,22 +130,26 @@ def main() -> int:
                 "f": score(task, ref, res["times_s"]),
                 "cpu": res["cpu_s"] / res["audio_s"],
                 "load": res["load_s"],
+                "warm": res["warmup_s"],
                 "rss": res["peak_rss_mb"],
                 "n": len(res["times_s"]),
             }
         )
     print(f"# {opts.seconds:g} s click track at 120 BPM ({len(ref)} clicks), files in {out}")
-    print("| system | task | cpu_s per audio s | x real time | load_s | peak RSS MB | n | F |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| system | task | cpu_s per audio s | x real time | load_s | warmup_s | peak RSS MB "
+        "| n | F |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['label']} | {r['task']} | FAILED: {r['error']} |||||")
+            print(f"| {r['label']} | {r['task']} | FAILED: {r['error']} ||||||")
             continue
         f = "" if r["f"] is None else f"{r['f']:.3f}"
         n = "" if r["task"] == "features" else r["n"]
         print(
             f"| {r['label']} | {r['task']} | {r['cpu']:.4f} | {1 / r['cpu']:.0f} | "
-            f"{r['load']:.2f} | {r['rss']:.0f} | {n} | {f} |"
+            f"{r['load']:.2f} | {r['warm']:.2f} | {r['rss']:.0f} | {n} | {f} |"
         )
     return 1 if failed else 0
 
