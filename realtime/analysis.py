@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from onbeat.models.registry import available
 from onbeat.realtime.bus import EventBus
+from onbeat.realtime.commands import CommandEvent, CommandQueue
 from onbeat.realtime.config import OnbeatConfig
 from onbeat.realtime.events import (
     Event,
@@ -149,6 +150,8 @@ class Analyzer:
         #: Called after every frame with (frame index, sample index); for observers such as
         #: benchmarks and the GUI's read-only views. Must not block.
         self.frame_hook: Callable[[int, int], None] | None = None
+        #: Tracker commands from OSC control or the GUI, applied before the next frame.
+        self.commands = CommandQueue()
         self._prepared = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -297,6 +300,8 @@ class Analyzer:
         end = self.samples
         p = end % self._max_n
         window = self._hist[p : p + self._max_n]
+        if len(self.commands):
+            self._apply_commands(end)
         self.features.process(window, end)
         assert self.onsets is not None
         events = self.onsets.process(self.features.output, end)
@@ -309,6 +314,27 @@ class Analyzer:
             self._publish([self.health_event(end)])
         if self.frame_hook is not None:
             self.frame_hook(self.frames, end)
+
+    def _apply_commands(self, end: int) -> None:
+        """Apply queued tracker commands before this frame and report each as an event."""
+        t = end / self.rate_hz
+        out: list[Event] = []
+        for cmd in self.commands.drain():
+            target = getattr(self, "beats", None)
+            apply = getattr(target, "apply_command", None)
+            ok = bool(apply(cmd, end)) if apply is not None else False
+            out.append(
+                CommandEvent(
+                    sample_index=end,
+                    time_s=t,
+                    emitted_s=t,
+                    kind=cmd.kind,
+                    args=cmd.args,
+                    origin=cmd.origin,
+                    ok=ok,
+                )
+            )
+        self._publish(out)
 
     def _level_event(self, end: int) -> LevelEvent:
         lv = self._level

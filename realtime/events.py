@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "EMPTY",
+    "BeatEvent",
     "DeviceEvent",
     "Event",
     "HealthEvent",
@@ -27,6 +28,8 @@ __all__ = [
     "OnsetEvent",
     "StreamEndEvent",
     "StreamStartEvent",
+    "TagsEvent",
+    "TempoEvent",
     "event_to_dict",
 ]
 
@@ -60,6 +63,91 @@ class OnsetEvent(Event):
     type: ClassVar[str] = "onset"
     strength: float
     source: str = "superflux"
+
+
+@dataclass(frozen=True, slots=True)
+class BeatEvent(Event):
+    """A beat, usually predicted: issued ``time_s - emitted_s`` seconds ahead of it.
+
+    Attributes
+    ----------
+    beat_index : int
+        Increasing count of beats since the stream began.
+    beat_in_bar : int
+        Position in the bar, 1 = downbeat.
+    bpm : float
+        Tempo at this beat.
+    confidence : float
+        Tracker confidence in [0, 1].
+    phase : float
+        Beat phase in [0, 1) at ``emitted_s`` (0 = on the beat).
+    is_downbeat : bool
+        ``beat_in_bar == 1``.
+    locked : bool
+        The tracker is locked to the music.
+    predicted : bool
+        True when issued before ``time_s`` (prediction), False when reported after it.
+    """
+
+    type: ClassVar[str] = "beat"
+    beat_index: int
+    beat_in_bar: int
+    bpm: float
+    confidence: float
+    phase: float
+    is_downbeat: bool
+    locked: bool
+    predicted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TempoEvent(Event):
+    """Tracker state, published when it changes and twice a second.
+
+    Attributes
+    ----------
+    bpm : float
+        Current tempo.
+    confidence : float
+        In [0, 1].
+    locked : bool
+        Whether the tracker is locked.
+    beats_per_bar : int
+        Current meter.
+    """
+
+    type: ClassVar[str] = "tempo"
+    bpm: float
+    confidence: float
+    locked: bool
+    beats_per_bar: int
+
+
+@dataclass(frozen=True, slots=True)
+class TagsEvent(Event):
+    """Windowed CNN results (genre, mood, voice), smoothed.
+
+    Attributes
+    ----------
+    genre : tuple of (str, float)
+        Genre probabilities, best first.
+    mood_quadrant : tuple of (str, float)
+        Russell quadrant probabilities (Q1..Q4).
+    valence, arousal : float
+        In [-1, 1].
+    voice : float
+        Probability of singing voice.
+    energy : float
+        Loudness-like energy in [0, 1].
+    """
+
+    type: ClassVar[str] = "tags"
+    genre: tuple[tuple[str, float], ...]
+    mood_quadrant: tuple[tuple[str, float], ...]
+    valence: float
+    arousal: float
+    voice: float
+    energy: float
 
 
 @dataclass(frozen=True, slots=True)
