@@ -75,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG", help="plot path (default: eval_TASK.png)")
     _common(p)
 
+    p = sub.add_parser("train", help="train a model (resumable; see training/)")
+    p.add_argument("task", choices=["onsets", "beats"])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--steps", type=int, default=200, help="batches per epoch")
+    p.add_argument("--run-dir", default="runs", help="checkpoints and logs (resume from here)")
+    p.add_argument("--export", default=None, help="weights folder (default: the package's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-v", "--verbose", action="count", default=1)
+
     p = sub.add_parser("demo", help="play the built-in synthesized demo song")
     p.add_argument("--fast", action="store_true", help="as fast as possible, not real time")
     _common(p)
@@ -226,6 +235,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             channels=a.channels,
             block_size=a.block_size,
             preferred_rate_hz=a.sample_rate_hz,
+            latency_s=a.latency_s,
         )
     except DeviceError as exc:
         if a.device is not None:
@@ -290,12 +300,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (or resume training) a model and export it."""
+    from pathlib import Path
+
+    from onbeat.models.registry import WEIGHTS_DIR
+    from onbeat.training.tasks import main_train
+
+    try:
+        return main_train(
+            args.task,
+            epochs=args.epochs,
+            steps=args.steps,
+            run_root=Path(args.run_dir),
+            export_dir=Path(args.export) if args.export else WEIGHTS_DIR,
+            seed=args.seed,
+        )
+    except FileNotFoundError as exc:
+        raise OnbeatError(str(exc)) from None
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "devices": cmd_devices,
     "live": cmd_live,
     "replay": cmd_replay,
     "demo": cmd_demo,
     "eval": cmd_eval,
+    "train": cmd_train,
 }
 
 

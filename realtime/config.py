@@ -69,6 +69,9 @@ class AudioConfig:
     device_rate_hz : int
         Rate to open the device at; ``0`` tries ``sample_rate_hz`` and falls back to the
         device's default rate.
+    latency_s : float
+        Input latency asked of PortAudio; ``0`` takes the device's low-latency default. Raise it
+        (0.05-0.2) on loaded machines: some ALSA plugins drop input silently when late.
     ring_s : float
         Ring-buffer capacity in seconds of device audio.
     reconnect_max_s : float
@@ -81,6 +84,7 @@ class AudioConfig:
     block_size: int = 128
     sample_rate_hz: int = 44100
     device_rate_hz: int = 0
+    latency_s: float = 0.0
     ring_s: float = 10.0
     reconnect_max_s: float = 5.0
 
@@ -90,6 +94,7 @@ class AudioConfig:
         _check_range(s, "sample_rate_hz", self.sample_rate_hz, 8000, 192000, integer=True)
         if self.device_rate_hz != 0:
             _check_range(s, "device_rate_hz", self.device_rate_hz, 8000, 384000, integer=True)
+        _check_range(s, "latency_s", self.latency_s, 0.0, 2.0)
         _check_range(s, "ring_s", self.ring_s, 1.0, 600.0)
         _check_range(s, "reconnect_max_s", self.reconnect_max_s, 0.1, 600.0)
         if len(set(self.channels)) != len(self.channels):

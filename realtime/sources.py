@@ -364,6 +364,8 @@ class LiveSource:
         Frames per callback.
     preferred_rate_hz : int
         Rate to try first.
+    latency_s : float
+        Requested input latency; 0 asks for PortAudio's low-latency default.
     """
 
     def __init__(
@@ -373,8 +375,10 @@ class LiveSource:
         channels: tuple[int, ...],
         block_size: int,
         preferred_rate_hz: int,
+        latency_s: float = 0.0,
     ) -> None:
         self.sd = _sounddevice()
+        self.latency: float | str = latency_s if latency_s > 0 else "low"
         self.device_spec = device
         self.info = resolve_device(device)
         self.name = self.info.name
@@ -409,7 +413,7 @@ class LiveSource:
                 samplerate=self.sample_rate_hz,
                 blocksize=self.block_size,
                 dtype="float32",
-                latency="low",
+                latency=self.latency,
                 callback=callback,
             )
             self.stream.start()

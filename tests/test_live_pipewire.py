@@ -1,0 +1,90 @@
+"""`onbeat live` on a real (virtual) microphone: PipeWire null sink -> remapped mono source.
+
+A click track is played into ``vsink`` with paplay while ``onbeat live --device pipewire`` runs
+in a subprocess. After removing one constant latency, every detected onset must fall within
+30 ms of a click, and no xrun may be counted. Skips only where PipeWire cannot start.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from onbeat.realtime.demo import click_track
+from pipewire_env import PipeWireUnavailable, virtual_microphone
+
+pytestmark = pytest.mark.device
+
+
+def _run_live_with_clicks(tmp_path, extra_args=()):
+    clicks = click_track(duration_s=8.0, bpm=120, sample_rate_hz=48000, first_s=0.5)
+    wav = tmp_path / "clicks.wav"
+    sf.write(wav, clicks.samples, 48000)
+    out = tmp_path / "live.jsonl"
+    try:
+        mic_cm = virtual_microphone()
+        mic = mic_cm.__enter__()
+    except PipeWireUnavailable as exc:
+        pytest.skip(f"PipeWire cannot start here: {exc}")
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "onbeat",
+                "live",
+                "--device",
+                mic.input_device,
+                "--events",
+                str(out),
+                "--no-console",
+                "--duration",
+                "11",
+                "--set",
+                "audio.latency_s=0.1",
+                "--block-size",
+                "256",
+                *extra_args,
+            ],
+            env={**mic.env, "PYTHONUNBUFFERED": "1"},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "listening to" in line, line + proc.stderr.read()
+        # wait for the first callback: the stream's first events reach the file
+        deadline = time.time() + 10
+        while time.time() < deadline and (not out.exists() or out.stat().st_size < 100):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        mic.play(wav).wait(timeout=30)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    finally:
+        mic_cm.__exit__(None, None, None)
+    events = [json.loads(ln) for ln in out.read_text().splitlines()]
+    return clicks, events, err
+
+
+def test_live_virtual_microphone_onsets_track_clicks(tmp_path):
+    clicks, events, err = _run_live_with_clicks(tmp_path)
+    onsets = np.array([e["time_s"] for e in events if e["type"] == "onset"])
+    assert len(onsets) >= len(clicks.beats_s) - 1, (len(onsets), err)
+    # One constant latency separates the player's clock from the stream's: estimate it as the
+    # median offset to the click grid, then every onset must sit within 30 ms of a click.
+    period = 60.0 / 120
+    k = np.round((onsets - onsets[0]) / period)
+    offset = float(np.median(onsets - k * period))
+    residual = onsets - (offset + k * period)
+    assert np.max(np.abs(residual)) <= 0.030, residual
+    assert len(np.unique(k)) == len(k), "two onsets for one click"
+    health = [e for e in events if e["type"] == "health"]
+    assert health and health[-1]["xruns"] == 0
+    assert any(e["type"] == "device" and e["state"] == "opened" for e in events)
+    assert events[-1]["type"] == "end"

@@ -1,0 +1,240 @@
+"""Training data: target builders, label helpers, augmentation, loaders and MIDI rendering.
+
+Tests that need the research data (``../shared/data``), libfluidsynth, a General MIDI soundfont
+or the ``train`` extra (pretty_midi) skip with the reason when those are absent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from onbeat.training import datasets as D
+from onbeat.training.render import augment, beats_in_bar, merge_onsets, split_of
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+def test_time_to_frame_rounds_to_causal_frame():
+    # frame k ends at (k + 1) / 100 s; an event at t goes to round(100 t)
+    assert D.time_to_frame([0.0, 0.004, 0.006, 0.1, 1.234]).tolist() == [0, 0, 1, 10, 123]
+
+
+def test_event_targets_widening_and_range():
+    y = D.event_targets([0.10, 0.50, 0.51, 5.0, -1.0], 60, widen=0.5)
+    assert y.dtype == np.float32 and y.shape == (60,)
+    assert y[10] == 1.0 and y[9] == 0.5 and y[11] == 0.5
+    assert y[50] == 1.0 and y[51] == 1.0  # a neighbour that is an event stays 1
+    assert y[49] == 0.5 and y[52] == 0.5
+    assert np.count_nonzero(y) == 7  # 5.0 s and -1 s fall outside
+    plain = D.event_targets([0.10], 20, widen=None)
+    assert plain.sum() == 1.0 and plain[10] == 1.0
+
+
+def test_event_targets_at_edges_and_empty():
+    y = D.event_targets([0.0, 0.19], 20)
+    assert y[0] == 1.0 and y[1] == 0.5 and y[19] == 1.0 and y[18] == 0.5
+    assert not D.event_targets([], 10).any()
+    assert not D.event_targets(None, 10).any()
+
+
+def test_beat_targets_columns_and_masking():
+    y = D.beat_targets([0.5, 1.0, 1.5, 2.0], [0.5, 2.0], 300)
+    assert y.shape == (300, 2)
+    assert y[[50, 100, 150, 200], 0].tolist() == [1.0] * 4
+    assert y[[50, 200], 1].tolist() == [1.0, 1.0] and y[100, 1] == 0.0
+    masked = D.beat_targets([0.5], None, 100)
+    assert (masked[:, 1] == -1).all() and masked[50, 0] == 1.0
+    zeros = D.beat_targets([0.5], None, 100, mask_missing=False)
+    assert not zeros[:, 1].any()
+    assert D.onset_targets([0.2], 50).shape == (50, 1)
+
+
+# ------------------------------------------------------------------------------ label helpers
+
+
+def test_merge_onsets_anchors_clusters_at_first():
+    got = merge_onsets([1.0, 0.0, 0.015, 0.019, 0.03, 0.5, 0.52, 1.0])
+    assert got.tolist() == [0.0, 0.03, 0.5, 1.0]
+
+
+def test_beats_in_bar_with_pickup_and_changes():
+    db = [0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0]
+    assert beats_in_bar(db).tolist() == [3, 4, 1, 2, 3, 4, 1, 2, 3, 1, 2]
+    assert beats_in_bar([0, 0, 0, 0, 0]).tolist() == [1, 2, 3, 4, 1]
+
+
+def test_split_is_deterministic_and_balanced():
+    names = [f"piece{i}" for i in range(2000)]
+    splits = [split_of("x", n) for n in names]
+    assert splits == [split_of("x", n) for n in names]
+    share = {s: splits.count(s) / len(names) for s in ("train", "valid", "test")}
+    assert 0.75 < share["train"] < 0.85 and 0.07 < share["valid"] < 0.13
+    assert 0.07 < share["test"] < 0.13
+
+
+def test_augment_is_seeded_bounded_and_causal():
+    sr = 44100
+    x = np.zeros(2 * sr)
+    x[sr] = 1.0
+    x[sr + 1 : sr + 2000] = 0.3 * np.exp(-np.arange(1999) / 300)
+    for seed in range(12):
+        y, info = augment(x, sr, np.random.default_rng(seed))
+        y2, _ = augment(x, sr, np.random.default_rng(seed))
+        assert y.dtype == np.float32 and y.shape == x.shape
+        assert np.array_equal(y, y2)
+        assert np.max(np.abs(y)) <= 1.0 and "peak_dbfs" in info
+        if "noise" not in info:  # nothing can precede the impulse but noise
+            assert np.max(np.abs(y[: sr - 1])) < 1e-6
+
+
+# ------------------------------------------------------------------------------ features
+
+
+def test_cached_features_match_engine_and_are_reused(tmp_path, prepared_features):
+    sr = 48000  # resampled to 44.1 kHz
+    rng = np.random.default_rng(0)
+    x = 0.1 * rng.standard_normal(sr).astype(np.float32)
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.stack([x, x], axis=1), sr)
+    cache = tmp_path / "cache"
+    f1 = D.cached_features(wav, cache)
+    assert f1.dtype == np.float32
+    assert f1.shape == (44100 // 441, prepared_features.layout.dims)
+    files = list(cache.glob("*.npy"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
+    f2 = D.cached_features(wav, cache)
+    assert np.array_equal(f1, f2) and files[0].stat().st_mtime_ns == mtime
+    expect = prepared_features.batch(D.load_audio(wav))
+    np.testing.assert_allclose(f1, expect, rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ FoF helpers
+
+
+def test_fof_beat_grid_and_offset_calibration(tmp_path):
+    mido = pytest.importorskip("mido", reason="mido (train extra) not installed")
+    from onbeat.training import fof
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    tr.append(mido.MetaMessage("set_tempo", tempo=500000, time=0))
+    tr.append(mido.MetaMessage("time_signature", numerator=3, denominator=4, time=0))
+    tr.append(mido.MetaMessage("set_tempo", tempo=250000, time=480 * 6))
+    mid.tracks.append(tr)
+    path = tmp_path / "notes.mid"
+    mid.save(path)
+    t, bib, info = fof.beat_grid(path, 4.0)
+    np.testing.assert_allclose(t[:8], [0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.25])
+    assert bib[:8].tolist() == [1, 2, 3, 1, 2, 3, 1, 2]
+    assert info["bpm"] == [120.0, 240.0]
+
+    # clicks 30 ms after a 120 bpm grid: the calibration finds +30 ms
+    sr = 44100
+    grid = np.arange(0.5, 20.0, 0.5)
+    x = np.zeros(21 * sr, np.float32)
+    rng = np.random.default_rng(3)
+    for b in grid + 0.030:
+        i = round(b * sr)
+        x[i : i + 3000] += (rng.standard_normal(3000) * np.exp(-np.arange(3000) / 400)).astype(
+            np.float32
+        )
+    lat = fof.envelope_latency()
+    assert 0.0 < lat < 0.040
+    offset, _ = fof.calibrate_offset(fof.onset_envelope(x), grid, lat)
+    assert abs(offset - 0.030) <= 0.004
+
+
+# ------------------------------------------------------------------------------ data sets
+
+
+def _need_shared_data() -> None:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"research data not found at {SHARED_DATA}")
+
+
+def test_bock_loader_reads_folds_and_annotations():
+    _need_shared_data()
+    base = SHARED_DATA / "onsets" / "bock"
+    if not base.is_dir():
+        pytest.skip(f"{base} not found")
+    folds = D.bock_folds(base)
+    assert len(folds) >= 1
+    items = D.bock_items(base)
+    assert len(items) > 100
+    assert len({it.name for it in items}) == len(items)
+    for it in items[:20]:
+        assert it.audio.exists() and it.onsets is not None
+        assert np.all(np.diff(it.onsets) >= 0)
+    one = D.bock_items(base, folds=[min(folds)])
+    assert 0 < len(one) < len(items)
+    x = D.load_audio(one[0].audio)
+    assert x.ndim == 1 and x.dtype == np.float32 and x.size > 44100
+
+
+def _need_renderer():
+    _need_shared_data()
+    pytest.importorskip("pretty_midi", reason="pretty_midi (train extra) not installed")
+    from onbeat.training import render
+
+    try:
+        render.FluidSynth().close()
+    except RuntimeError as exc:
+        pytest.skip(f"libfluidsynth unavailable: {exc}")
+    fonts = render.find_soundfonts()
+    if not fonts.gm:
+        pytest.skip("no General MIDI soundfont (apt-get install fluid-soundfont-gm)")
+    return render
+
+
+def test_render_two_items_with_aligned_labels(tmp_path):
+    render = _need_renderer()
+    for sub in ("groove", "pop909"):
+        if not (SHARED_DATA / "midi" / sub).is_dir():
+            pytest.skip(f"{SHARED_DATA / 'midi' / sub} not found")
+    out = tmp_path / "renders"
+    args = ["--out", str(out), "--sets", "groove,pop909", "--max-files", "1"]
+    args += ["--max-seconds", "10", "--seed", "0"]
+    assert render.main(args) == 0
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    splits = json.loads((out / "splits.json").read_text())
+    assert splits["pop909"]["n_pieces"] > 800
+
+    items = D.render_items(out)
+    assert {it.set for it in items} == {"groove", "pop909"}
+    for it in items:
+        info = sf.info(str(it.audio))
+        assert info.samplerate == 44100 and info.channels == 1
+        dur = info.frames / info.samplerate
+        assert 5.0 < dur <= 10.0 + 1e-6
+        assert it.beats is not None and it.onsets is not None and it.downbeats is not None
+        assert it.beats.size >= 4 and it.onsets.size >= 4
+        assert np.all(np.diff(it.beats) > 0) and np.all(np.diff(it.onsets) > 0.02)
+        assert it.beats[0] >= 0 and it.beats[-1] <= dur
+        assert it.onsets[0] >= 0 and it.onsets[-1] <= dur
+        assert set(np.round(it.downbeats, 6)) <= set(np.round(it.beats, 6))
+        # the audio's onset strength peaks just after the labelled onsets
+        x = D.load_audio(it.audio)
+        feats = D.cached_features(it.audio, tmp_path / "cache")
+        assert feats.shape[0] == x.size // 441
+        f = D.feature_extractor()
+        env = feats[:, f.layout.pdiff_mask()].mean(axis=1)
+        env = (env - env.mean()) / env.std()
+        ends = (np.arange(env.size) + 1) / 100.0
+        lags = np.arange(-0.2, 0.2, 0.002)
+        score = np.array([np.interp(it.onsets + lag, ends, env).mean() for lag in lags])
+        best = lags[np.argmax(score)]
+        assert 0.0 <= best <= 0.07, best
+        assert score.max() > 0.5
+
+    # resumable: a second run renders nothing new
+    assert render.main(args) == 0
+    assert (out / "manifest.jsonl").read_text().splitlines() == lines

@@ -1,0 +1,379 @@
+"""Training data: item loaders, cached engine features and frame targets.
+
+Loaders yield :class:`Item` records (audio path and label times) for
+
+* the renders of :mod:`onbeat.training.render` (``manifest.jsonl``; beats, downbeats, onsets),
+* the Frets-on-Fire songs of :mod:`onbeat.training.fof` (``manifest.json``; beats, downbeats),
+* the Böck onset set (``onsets/bock``: ``audio/NAME.*``, ``annotations/NAME.onsets``,
+  ``splits/8-fold_cv_random_K.fold``; onsets only).
+
+Features come from :class:`onbeat.realtime.features.SpectralFeatures` itself (never
+re-implemented here) at 44.1 kHz and hop 441, so training and live inputs cannot drift; they are
+cached as ``.npy`` under a key that includes :func:`~onbeat.realtime.features.feature_fingerprint`.
+
+Frame convention: frame ``k`` is the causal window that *ends* at ``(k + 1) * hop`` samples.
+An event at ``t`` seconds is assigned to frame ``round(t * fps)``, the frame whose window ends
+0 to 10 ms after the event (never before it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+
+__all__ = [
+    "FPS",
+    "HOP",
+    "SAMPLE_RATE",
+    "Item",
+    "beat_targets",
+    "bock_folds",
+    "bock_items",
+    "cached_features",
+    "compute_features",
+    "default_data_root",
+    "event_targets",
+    "feature_extractor",
+    "feature_key",
+    "fof_items",
+    "load_audio",
+    "onset_targets",
+    "pairs",
+    "read_beats",
+    "read_times",
+    "render_items",
+    "time_to_frame",
+]
+
+SAMPLE_RATE = 44100
+HOP = 441
+FPS = SAMPLE_RATE / HOP
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+
+def default_data_root() -> Path:
+    """``../shared/data`` beside the repository (``$ONBEAT_DATA`` overrides it)."""
+    env = os.environ.get("ONBEAT_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled audio file.
+
+    Attributes
+    ----------
+    name : str
+        Unique name.
+    audio : Path
+        Audio file (any rate and channel count; :func:`load_audio` makes it 44.1 kHz mono).
+    beats : ndarray or None
+        Beat times in seconds (None: no beat labels).
+    downbeats : ndarray or None
+        Downbeat times (a subset of ``beats``; None: no downbeat labels).
+    onsets : ndarray or None
+        Onset times (None: no onset labels).
+    split : str
+        ``train``, ``valid``, ``test`` or, for the Böck set, ``fold K``.
+    set : str
+        Source set (``groove``, ``pop909``, ``asap``, ``fof``, ``bock``).
+    """
+
+    name: str
+    audio: Path
+    beats: F64 | None
+    downbeats: F64 | None
+    onsets: F64 | None
+    split: str
+    set: str
+
+
+# --------------------------------------------------------------------------------------------
+# Label files
+
+
+def read_times(path: str | Path) -> F64:
+    """First column of a text file of times (empty file: empty array)."""
+    rows = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    return np.asarray([float(r[0]) for r in rows], dtype=np.float64)
+
+
+def read_beats(path: str | Path) -> tuple[F64, F64]:
+    """A ``time beat_in_bar`` file as ``(beats, downbeats)``."""
+    rows = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    t = np.asarray([float(r[0]) for r in rows], dtype=np.float64)
+    b = np.asarray([int(float(r[1])) if len(r) > 1 else 0 for r in rows])
+    return t, t[b == 1]
+
+
+# --------------------------------------------------------------------------------------------
+# Loaders
+
+
+def render_items(
+    root: str | Path = "data/renders",
+    split: str | Sequence[str] | None = None,
+    sets: Iterable[str] | None = None,
+) -> list[Item]:
+    """Renders listed in ``ROOT/manifest.jsonl`` (optionally of some splits and sets)."""
+    root = Path(root)
+    splits = {split} if isinstance(split, str) else (set(split) if split else None)
+    wanted = set(sets) if sets else None
+    out = []
+    seen: set[str] = set()
+    for line in (root / "manifest.jsonl").read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a stopped run
+        if rec["name"] in seen:
+            continue
+        seen.add(rec["name"])
+        if splits is not None and rec["split"] not in splits:
+            continue
+        if wanted is not None and rec["set"] not in wanted:
+            continue
+        beats, downbeats = read_beats(root / rec["beats"])
+        out.append(
+            Item(
+                rec["name"],
+                root / rec["audio"],
+                beats,
+                downbeats,
+                read_times(root / rec["onsets"]),
+                rec["split"],
+                rec["set"],
+            )
+        )
+    return out
+
+
+def fof_items(root: str | Path = "data/fof") -> list[Item]:
+    """Frets-on-Fire songs from ``ROOT/manifest.json`` (beats already offset-corrected).
+
+    Their split is ``test``: a chart grid, reported as its own set.
+    """
+    root = Path(root)
+    data = json.loads((root / "manifest.json").read_text())
+    out = []
+    for s in data["songs"]:
+        beats, downbeats = read_beats(root / s["beats"])
+        out.append(Item(s["name"], Path(s["audio"]), beats, downbeats, None, "test", "fof"))
+    return out
+
+
+def bock_folds(root: str | Path | None = None) -> dict[int, list[str]]:
+    """Fold number to file names, from ``splits/8-fold_cv_random_K.fold``."""
+    base = Path(root) if root else default_data_root() / "onsets" / "bock"
+    folds = {}
+    for f in sorted((base / "splits").glob("*.fold")):
+        k = int(f.stem.rsplit("_", 1)[-1])
+        folds[k] = [ln.strip() for ln in f.read_text().splitlines() if ln.strip()]
+    return folds
+
+
+def bock_items(root: str | Path | None = None, folds: Iterable[int] | None = None) -> list[Item]:
+    """Böck onset set items (of some folds; all folds by default). Files without an
+    annotation are left out."""
+    base = Path(root) if root else default_data_root() / "onsets" / "bock"
+    audio = {p.stem: p for p in (base / "audio").iterdir() if p.is_file()}
+    all_folds = bock_folds(base)
+    chosen = sorted(all_folds) if folds is None else list(folds)
+    out = []
+    for k in chosen:
+        for name in all_folds[k]:
+            ann = base / "annotations" / f"{name}.onsets"
+            if name not in audio or not ann.exists():
+                continue
+            out.append(Item(name, audio[name], None, None, read_times(ann), f"fold {k}", "bock"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Audio and features
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> F32:
+    """Mono float32 audio at ``sample_rate`` (resampled with soxr when needed)."""
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    if sr != sample_rate:
+        import soxr
+
+        x = soxr.resample(x, sr, sample_rate, quality="HQ")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+_EXTRACTORS: dict[Any, Any] = {}
+
+
+def feature_extractor(config: Any | None = None) -> Any:
+    """A prepared :class:`~onbeat.realtime.features.SpectralFeatures` at 44.1 kHz, hop 441
+    (one per config, reused)."""
+    from onbeat.realtime.config import FeatureConfig
+    from onbeat.realtime.features import SpectralFeatures
+    from onbeat.realtime.stages import StreamContext
+
+    cfg = config if config is not None else FeatureConfig()
+    if cfg.hop_size != HOP:
+        raise ValueError(f"training features use hop {HOP} at {SAMPLE_RATE} Hz")
+    if cfg not in _EXTRACTORS:
+        f = SpectralFeatures(cfg)
+        f.prepare(StreamContext(SAMPLE_RATE, HOP))
+        _EXTRACTORS[cfg] = f
+    return _EXTRACTORS[cfg]
+
+
+def feature_key(config: Any | None = None) -> str:
+    """The engine's feature fingerprint for ``config`` at 44.1 kHz."""
+    from onbeat.realtime.config import FeatureConfig
+    from onbeat.realtime.features import feature_fingerprint
+
+    return feature_fingerprint(config if config is not None else FeatureConfig(), SAMPLE_RATE)
+
+
+def compute_features(audio_path: str | Path, config: Any | None = None) -> F32:
+    """Engine features of a whole file: ``(frames, dims)`` float32, no caching."""
+    feats: F32 = feature_extractor(config).batch(load_audio(audio_path))
+    return feats
+
+
+def cached_features(
+    audio_path: str | Path, cache_dir: str | Path, config: Any | None = None
+) -> F32:
+    """Engine features of a file, cached in ``cache_dir``.
+
+    Parameters
+    ----------
+    audio_path : path
+        Any rate and channel count: it is mixed to mono and resampled to 44.1 kHz.
+    cache_dir : path
+        Where ``STEM-KEY.npy`` files go; ``KEY`` hashes the absolute path, size, mtime and the
+        feature fingerprint, so a changed file or feature setting is recomputed.
+    config : FeatureConfig, optional
+        The engine's default :class:`~onbeat.realtime.config.FeatureConfig` when None.
+
+    Returns
+    -------
+    ndarray of float32, shape (frames, dims)
+        Frame ``k`` ends at sample ``(k + 1) * 441``.
+    """
+    p = Path(audio_path).resolve()
+    fp = feature_key(config)
+    st = p.stat()
+    key = hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}|{fp}".encode()).hexdigest()[:16]
+    cache = Path(cache_dir)
+    out = cache / f"{p.stem}-{key}.npy"
+    if out.exists():
+        try:
+            return np.load(out).astype(np.float32, copy=False)
+        except (ValueError, OSError):
+            pass  # a file cut short: recompute
+    x = compute_features(p, config)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, x)
+    os.replace(tmp, out)
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+
+
+def time_to_frame(times: npt.ArrayLike, fps: float = FPS) -> npt.NDArray[np.int64]:
+    """Frame index of event times: ``round(t * fps)`` (the causal frame ending 0-10 ms after)."""
+    return np.round(np.asarray(times, dtype=np.float64) * fps).astype(np.int64)
+
+
+def event_targets(
+    times: npt.ArrayLike | None,
+    n_frames: int,
+    *,
+    fps: float = FPS,
+    widen: float | None = 0.5,
+) -> F32:
+    """Frame targets of events: 1 at each event's frame, ``widen`` (if given) at its two
+    neighbours (never lowering a 1). Events outside ``[0, n_frames)`` are dropped.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_frames,)
+    """
+    y = np.zeros(n_frames, dtype=np.float32)
+    if times is None:
+        return y
+    idx = time_to_frame(times, fps)
+    idx = idx[(idx >= 0) & (idx < n_frames)]
+    if widen:
+        for d in (-1, 1):
+            j = idx + d
+            j = j[(j >= 0) & (j < n_frames)]
+            y[j] = np.maximum(y[j], np.float32(widen))
+    y[idx] = 1.0
+    return y
+
+
+def onset_targets(
+    onsets: npt.ArrayLike | None, n_frames: int, *, fps: float = FPS, widen: float | None = 0.5
+) -> F32:
+    """Onset targets, shape ``(n_frames, 1)``."""
+    return event_targets(onsets, n_frames, fps=fps, widen=widen)[:, None]
+
+
+def beat_targets(
+    beats: npt.ArrayLike | None,
+    downbeats: npt.ArrayLike | None,
+    n_frames: int,
+    *,
+    fps: float = FPS,
+    widen: float | None = 0.5,
+    mask_missing: bool = True,
+) -> F32:
+    """Beat and downbeat targets, shape ``(n_frames, 2)``.
+
+    A missing label set (None) gives a column of -1 (masked by the training loss) when
+    ``mask_missing``, else zeros.
+    """
+    cols = []
+    for t in (beats, downbeats):
+        if t is None and mask_missing:
+            cols.append(np.full(n_frames, -1.0, dtype=np.float32))
+        else:
+            cols.append(event_targets(t, n_frames, fps=fps, widen=widen))
+    return np.stack(cols, axis=1)
+
+
+def pairs(
+    items: Iterable[Item],
+    cache_dir: str | Path,
+    kind: str = "beats",
+    *,
+    widen: float | None = 0.5,
+    config: Any | None = None,
+) -> Iterator[tuple[F32, F32]]:
+    """``(features, targets)`` for :func:`onbeat.training.loop.train`; ``kind`` is ``beats``
+    (beat and downbeat columns) or ``onsets`` (one column)."""
+    for it in items:
+        x = cached_features(it.audio, cache_dir, config)
+        n = x.shape[0]
+        if kind == "onsets":
+            y = onset_targets(it.onsets, n, widen=widen)
+        elif kind == "beats":
+            y = beat_targets(it.beats, it.downbeats, n, widen=widen)
+        else:
+            raise ValueError(f"kind must be 'beats' or 'onsets', not {kind!r}")
+        yield x, y

@@ -1,0 +1,1315 @@
+"""Render human-timed MIDI to augmented audio with beat, downbeat and onset labels.
+
+Sources (read from ``../shared/data/midi`` or ``--data-root``; research use, never copied here):
+
+* ``groove``: Groove MIDI drum performances, played to a metronome. The beat grid is the MIDI
+  tempo and time signature. Most items are layered with a generated bass line and chords on
+  that grid (random key, progression, pattern and GM programs); some stay drums only.
+* ``pop909``: piano arrangements (melody, bridge and accompaniment tracks) with random GM
+  programs; beats and downbeats from ``beat_midi.txt``. About half get a generated drum part on
+  the annotated beats, the rest stay drum-less.
+* ``asap``: expressive piano performances with their beat annotations.
+
+Each item is a window of at most ``--max-seconds`` (60 s) after a random tempo warp
+(0.85 to 1.2, labels scaled too) and transposition (+-5 semitones; never the drums). Every part
+is rendered on its own with libfluidsynth (through ``ctypes``; one synth holds every soundfont),
+mixed at random levels and augmented with :func:`augment` (EQ tilt, room reverb, microphone
+colouring, soft clipping, noise at 10-40 dB SNR, level). Per item it writes:
+
+* ``NAME.flac``: 44.1 kHz mono, 16 bit;
+* ``NAME.beats``: ``time_s beat_in_bar`` per line (1 = downbeat);
+* ``NAME.onsets``: note-on times of every rendered note, merged within 20 ms;
+
+and appends one JSON line to ``manifest.jsonl``. Runs are resumable: items whose name is in the
+manifest are skipped, so the same command continues a stopped run. The split of each *source
+piece* (not of each render) is a hash of its name (80/10/10), stored in the manifest and listed
+in ``splits.json``.
+
+Usage::
+
+    python -m onbeat.training.render --out data/renders --sets groove,pop909,asap \
+        --max-files 200 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+from scipy import signal
+
+__all__ = [
+    "SAMPLE_RATE",
+    "FluidSynth",
+    "Item",
+    "Part",
+    "augment",
+    "beats_in_bar",
+    "default_data_root",
+    "find_soundfonts",
+    "main",
+    "merge_onsets",
+    "render_item",
+    "source_items",
+    "split_of",
+]
+
+log = logging.getLogger("onbeat.training.render")
+
+SAMPLE_RATE = 44100
+MAX_SECONDS = 60.0
+ONSET_MERGE_S = 0.020
+MIN_ONSET_VELOCITY = 8
+SETS = ("groove", "pop909", "asap")
+Array = npt.NDArray[np.float64]
+
+
+def default_data_root() -> Path:
+    """``../shared/data`` beside the repository (``$ONBEAT_DATA`` overrides it)."""
+    env = os.environ.get("ONBEAT_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+
+
+def split_of(set_name: str, piece: str) -> str:
+    """Deterministic split of a source piece: ``sha1(set:piece) % 100`` < 80 train, < 90 valid."""
+    h = int(hashlib.sha1(f"{set_name}:{piece}".encode()).hexdigest()[:8], 16) % 100
+    return "train" if h < 80 else ("valid" if h < 90 else "test")
+
+
+def _item_seed(seed: int, name: str) -> int:
+    return int(hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:12], 16)
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", s).strip("-")
+
+
+# --------------------------------------------------------------------------------------------
+# libfluidsynth through ctypes
+
+
+class FluidSynth:
+    """A minimal offline libfluidsynth renderer (no audio driver, reverb and chorus off).
+
+    Every soundfont stays loaded, so each part is rendered by one call to
+    :meth:`render` without reloading anything. Events take effect at the next 64-sample block
+    (at most 1.5 ms late).
+    """
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, polyphony: int = 256) -> None:
+        name = ctypes.util.find_library("fluidsynth") or "libfluidsynth.so.3"
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError as exc:
+            raise RuntimeError(
+                "libfluidsynth not found: apt-get install fluidsynth (or libfluidsynth3)"
+            ) from exc
+        vp, ci, cc, cd = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_double
+        sigs: dict[str, tuple[Any, list[Any]]] = {
+            "new_fluid_settings": (vp, []),
+            "delete_fluid_settings": (None, [vp]),
+            "fluid_settings_setnum": (ci, [vp, cc, cd]),
+            "fluid_settings_setint": (ci, [vp, cc, ci]),
+            "new_fluid_synth": (vp, [vp]),
+            "delete_fluid_synth": (None, [vp]),
+            "fluid_synth_sfload": (ci, [vp, cc, ci]),
+            "fluid_synth_program_select": (ci, [vp, ci, ci, ci, ci]),
+            "fluid_synth_noteon": (ci, [vp, ci, ci, ci]),
+            "fluid_synth_noteoff": (ci, [vp, ci, ci]),
+            "fluid_synth_cc": (ci, [vp, ci, ci, ci]),
+            "fluid_synth_pitch_bend": (ci, [vp, ci, ci]),
+            "fluid_synth_system_reset": (ci, [vp]),
+            "fluid_synth_write_float": (ci, [vp, ci, vp, ci, ci, vp, ci, ci]),
+            "fluid_set_log_function": (vp, [ci, vp, vp]),
+        }
+        for fn, (res, args) in sigs.items():
+            f = getattr(lib, fn)
+            f.restype = res
+            f.argtypes = args
+        for level in (1, 2, 3, 4):  # ERR, WARN, INFO, DBG: silence (fatal stays)
+            lib.fluid_set_log_function(level, None, None)
+        self._lib = lib
+        self.sample_rate = sample_rate
+        self._settings = lib.new_fluid_settings()
+        lib.fluid_settings_setnum(self._settings, b"synth.sample-rate", float(sample_rate))
+        lib.fluid_settings_setint(self._settings, b"synth.reverb.active", 0)
+        lib.fluid_settings_setint(self._settings, b"synth.chorus.active", 0)
+        lib.fluid_settings_setint(self._settings, b"synth.polyphony", polyphony)
+        lib.fluid_settings_setnum(self._settings, b"synth.gain", 0.4)
+        self._synth = lib.new_fluid_synth(self._settings)
+        if not self._synth:
+            raise RuntimeError("new_fluid_synth failed")
+        self._fonts: dict[str, int] = {}
+
+    def close(self) -> None:
+        """Free the synth."""
+        if getattr(self, "_synth", None):
+            self._lib.delete_fluid_synth(self._synth)
+            self._lib.delete_fluid_settings(self._settings)
+            self._synth = None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def font(self, path: str | Path) -> int:
+        """Load a soundfont once; returns its id."""
+        key = str(path)
+        if key not in self._fonts:
+            sfid = self._lib.fluid_synth_sfload(self._synth, key.encode(), 0)
+            if sfid < 0:
+                raise RuntimeError(f"cannot load soundfont {key}")
+            self._fonts[key] = sfid
+        return self._fonts[key]
+
+    def has_preset(self, path: str | Path, bank: int, program: int) -> bool:
+        """Whether a soundfont has ``bank:program`` (tried on channel 15)."""
+        sfid = self.font(path)
+        return self._lib.fluid_synth_program_select(self._synth, 15, sfid, bank, program) == 0
+
+    def render(
+        self,
+        events: Sequence[tuple[int, int, int, int]],
+        n_samples: int,
+        *,
+        soundfont: str | Path,
+        bank: int,
+        program: int,
+        drum: bool,
+    ) -> npt.NDArray[np.float32]:
+        """Render one part to mono float32.
+
+        ``events`` are ``(sample, kind, a, b)`` sorted by sample, kind 0 note-off (key a),
+        1 note-on (key a, velocity b), 2 control change (number a, value b), 3 pitch bend (a).
+        """
+        lib, syn = self._lib, self._synth
+        lib.fluid_synth_system_reset(syn)
+        chan = 9 if drum else 0
+        sfid = self.font(soundfont)
+        if lib.fluid_synth_program_select(syn, chan, sfid, bank, program) != 0:
+            fallback = (bank, 0) if drum else (0, 0)
+            if lib.fluid_synth_program_select(syn, chan, sfid, *fallback) != 0:
+                raise RuntimeError(f"{soundfont} has no preset {bank}:{program}")
+        left = np.zeros(n_samples, np.float32)
+        right = np.zeros(n_samples, np.float32)
+        lp, rp = left.ctypes.data, right.ctypes.data
+        pos = 0
+        for s, kind, a, b in events:
+            s = min(max(int(s), 0), n_samples)
+            if s > pos:
+                lib.fluid_synth_write_float(syn, s - pos, lp, pos, 1, rp, pos, 1)
+                pos = s
+            if kind == 1:
+                lib.fluid_synth_noteon(syn, chan, a, b)
+            elif kind == 0:
+                lib.fluid_synth_noteoff(syn, chan, a)
+            elif kind == 2:
+                lib.fluid_synth_cc(syn, chan, a, b)
+            else:
+                lib.fluid_synth_pitch_bend(syn, chan, a)
+        if pos < n_samples:
+            lib.fluid_synth_write_float(syn, n_samples - pos, lp, pos, 1, rp, pos, 1)
+        return 0.5 * (left + right)
+
+
+# --------------------------------------------------------------------------------------------
+# Soundfonts
+
+
+SF_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts")
+GM_DRUM_KITS = (0, 8, 16, 24, 25, 32, 40)  # Standard, Room, Power, Electronic, 808, Jazz, Brush
+
+
+@dataclass(frozen=True)
+class Soundfonts:
+    """General MIDI soundfonts (programs and bank-128 kits) and single-kit drum fonts."""
+
+    gm: tuple[Path, ...]
+    kits: tuple[Path, ...]
+
+
+def find_soundfonts(extra: Sequence[str | Path] = ()) -> Soundfonts:
+    """Soundfonts installed by Debian (fluid-soundfont-gm, timgm6mb-soundfont,
+    musescore-general-soundfont-small, avldrums.lv2-soundfont) plus ``extra``.
+
+    A font whose name mentions ``LV2`` (the AVL drum kits, one kit at bank 0 program 0, GM note
+    map) is a drum kit; every other font is taken as General MIDI.
+    """
+    found: dict[str, Path] = {}
+    paths = [p for d in SF_DIRS if Path(d).is_dir() for p in sorted(Path(d).iterdir())]
+    paths += [Path(p) for p in extra]
+    for p in paths:
+        if p.suffix.lower() in (".sf2", ".sf3") and p.is_file():
+            found.setdefault(p.resolve().name, p.resolve())
+    gm = tuple(p for p in found.values() if "lv2" not in p.name.lower())
+    kits = tuple(p for p in found.values() if "lv2" in p.name.lower())
+    return Soundfonts(gm, kits)
+
+
+# --------------------------------------------------------------------------------------------
+# Parts, windows and labels
+
+
+@dataclass
+class Part:
+    """One instrument: notes ``(start, end, pitch, velocity)`` in seconds, controls
+    ``(time, number, value)`` and pitch bends ``(time, value)``."""
+
+    name: str
+    notes: list[tuple[float, float, int, int]]
+    program: int = 0
+    is_drum: bool = False
+    controls: list[tuple[float, int, int]] = field(default_factory=list)
+    bends: list[tuple[float, int]] = field(default_factory=list)
+    level_db: float = 0.0
+
+
+@dataclass
+class Item:
+    """One source piece, ready for :func:`render_item`.
+
+    ``build(rng)`` reads the MIDI and returns the parts (it may generate accompaniment and
+    choose programs with ``rng``), the beats as ``(n, 2)`` (time in seconds on the source
+    timeline, beat in bar with 1 = downbeat) and a dict of what it chose.
+    """
+
+    name: str
+    set: str
+    piece: str
+    split: str
+    build: Callable[[np.random.Generator], tuple[list[Part], Array, dict[str, Any]]]
+
+
+def beats_in_bar(is_downbeat: Sequence[bool] | npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Number beats within bars from downbeat flags (1 = downbeat).
+
+    Beats before the first downbeat (a pickup) are counted back from it, with the bar length of
+    the first whole bar (4 when there is none).
+    """
+    db = np.asarray(is_downbeat, dtype=bool)
+    out = np.zeros(db.shape[0], dtype=np.int64)
+    idx = np.flatnonzero(db)
+    if idx.size == 0:
+        return (np.arange(db.shape[0]) % 4 + 1).astype(np.int64)
+    count = 0
+    for i in range(idx[0], db.shape[0]):
+        count = 1 if db[i] else count + 1
+        out[i] = count
+    bar = int(idx[1] - idx[0]) if idx.size > 1 else 4
+    for i in range(idx[0]):
+        out[i] = (bar - (idx[0] - i)) % bar + 1
+    return out
+
+
+def merge_onsets(times: npt.ArrayLike, within: float = ONSET_MERGE_S) -> Array:
+    """Sort onset times and merge each cluster that starts within ``within`` seconds of its first
+    onset into that first onset."""
+    t = np.sort(np.asarray(times, dtype=np.float64))
+    out: list[float] = []
+    for x in t:
+        if not out or x - out[-1] > within + 1e-9:
+            out.append(float(x))
+    return np.asarray(out, dtype=np.float64)
+
+
+def _pm_to_parts(instruments: Sequence[Any], name: str) -> list[Part]:
+    parts = []
+    for k, ins in enumerate(instruments):
+        notes = [(n.start, n.end, n.pitch, n.velocity) for n in ins.notes]
+        if not notes:
+            continue
+        ctrl = [
+            (c.time, c.number, c.value) for c in ins.control_changes if c.number in (64, 66, 67)
+        ]
+        bends = [(b.time, b.pitch) for b in ins.pitch_bends]
+        parts.append(
+            Part(
+                f"{name}{k}" if len(instruments) > 1 else name,
+                notes,
+                ins.program,
+                ins.is_drum,
+                ctrl,
+                bends,
+            )
+        )
+    return parts
+
+
+def _window(
+    parts: list[Part], beats: Array, t0: float, t1: float, scale: float
+) -> tuple[list[Part], Array]:
+    """Keep notes starting in ``[t0, t1)`` and beats in ``[t0, t1)``, shifted to ``t0`` and
+    stretched by ``scale``. Controls keep their last value before ``t0`` (sustain pedal)."""
+    out = []
+    for p in parts:
+        notes = [
+            ((s - t0) * scale, (min(e, t1) - t0) * scale, pi, v)
+            for s, e, pi, v in p.notes
+            if t0 <= s < t1
+        ]
+        if not notes:
+            continue
+        last: dict[int, int] = {}
+        ctrl = []
+        for t, num, val in sorted(p.controls):
+            if t < t0:
+                last[num] = val
+            elif t < t1:
+                ctrl.append(((t - t0) * scale, num, val))
+        ctrl = [(0.0, num, val) for num, val in last.items()] + ctrl
+        bend_last = None
+        bends = []
+        for t, val in sorted(p.bends):
+            if t < t0:
+                bend_last = val
+            elif t < t1:
+                bends.append(((t - t0) * scale, val))
+        if bend_last is not None:
+            bends.insert(0, (0.0, bend_last))
+        out.append(Part(p.name, notes, p.program, p.is_drum, ctrl, bends, p.level_db))
+    keep = (beats[:, 0] >= t0) & (beats[:, 0] < t1)
+    b = beats[keep].copy()
+    b[:, 0] = (b[:, 0] - t0) * scale
+    return out, b
+
+
+def _events(part: Part, sr: int, transpose: int) -> list[tuple[int, int, int, int]]:
+    ev: list[tuple[int, int, int, int]] = []
+    shift = 0 if part.is_drum else transpose
+    for s, e, p, v in part.notes:
+        key = int(np.clip(p + shift, 0, 127))
+        a = round(s * sr)
+        b = max(round(e * sr), a + 1)
+        ev.append((a, 1, key, int(np.clip(v, 1, 127))))
+        ev.append((b, 0, key, 0))
+    for t, num, val in part.controls:
+        ev.append((round(t * sr), 2, num, val))
+    for t, val in part.bends:
+        ev.append((round(t * sr), 3, val + 8192, 0))
+    # at one sample: controls, then note-offs, then note-ons
+    order = {2: 0, 3: 0, 0: 1, 1: 2}
+    ev.sort(key=lambda x: (x[0], order[x[1]]))
+    return ev
+
+
+# --------------------------------------------------------------------------------------------
+# Generated accompaniment
+
+
+MAJOR = (0, 2, 4, 5, 7, 9, 11)
+MINOR = (0, 2, 3, 5, 7, 8, 10)
+PROGRESSIONS = {
+    "major": (
+        (0, 4, 5, 3),
+        (0, 5, 3, 4),
+        (0, 3, 4, 3),
+        (1, 4, 0, 0),
+        (5, 3, 0, 4),
+        (0, 0, 3, 3, 0, 0, 4, 3),
+        (0, 3, 0, 4),
+    ),
+    "minor": ((0, 5, 2, 6), (0, 3, 4, 0), (0, 6, 5, 6), (0, 3, 6, 2), (0, 5, 3, 4), (0, 0, 3, 3)),
+}
+BASS_PROGRAMS = (32, 33, 34, 35, 36, 37, 38, 39)
+CHORD_PROGRAMS = (
+    0,
+    1,
+    2,
+    4,
+    5,
+    6,
+    7,
+    11,
+    16,
+    17,
+    18,
+    19,
+    24,
+    25,
+    26,
+    27,
+    28,
+    29,
+    30,
+    48,
+    49,
+    50,
+    51,
+    61,
+    62,
+    81,
+    88,
+    89,
+    90,
+    91,
+    92,
+    94,
+    95,
+)
+ACCOMP_PROGRAMS = (
+    0,
+    0,
+    1,
+    2,
+    4,
+    5,
+    6,
+    7,
+    16,
+    17,
+    19,
+    24,
+    25,
+    26,
+    27,
+    46,
+    48,
+    49,
+    50,
+    88,
+    89,
+    90,
+    92,
+    95,
+)
+MELODY_PROGRAMS = (
+    0,
+    1,
+    4,
+    5,
+    8,
+    11,
+    12,
+    16,
+    22,
+    24,
+    25,
+    26,
+    27,
+    29,
+    40,
+    48,
+    52,
+    53,
+    56,
+    57,
+    60,
+    61,
+    64,
+    65,
+    66,
+    68,
+    71,
+    73,
+    75,
+    80,
+    81,
+    82,
+    85,
+)
+PIANO_PROGRAMS = (0, 0, 0, 1, 1, 2, 3, 4, 5, 6)
+# Groove MIDI (Roland TD-11) pitches outside the GM drum map
+GROOVE_DRUM_MAP = {22: 42, 26: 46, 58: 43}
+
+
+def _beat_time(beats: Array, pos: npt.ArrayLike) -> Array:
+    """Time of fractional beat index ``pos`` on a beat grid (extrapolated at both ends)."""
+    pos = np.asarray(pos, dtype=np.float64)
+    n = beats.shape[0]
+    idx = np.arange(n, dtype=np.float64)
+    t = np.interp(pos, idx, beats)
+    if n >= 2:
+        lo, hi = beats[1] - beats[0], beats[-1] - beats[-2]
+        t = np.where(pos < 0, beats[0] + pos * lo, t)
+        t = np.where(pos > n - 1, beats[-1] + (pos - (n - 1)) * hi, t)
+    return t
+
+
+def _bars(bib: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
+    """``(first beat index, beats)`` of each bar (a leading pickup is its own bar)."""
+    starts = [0, *[i for i in range(1, len(bib)) if bib[i] == 1]]
+    ends = [*starts[1:], len(bib)]
+    return [(s, e - s) for s, e in zip(starts, ends, strict=True) if e > s]
+
+
+def _swing(frac: float, amount: float) -> float:
+    """Delay off-beat eighths: position 0.5 within a beat moves to ``amount``."""
+    return amount if abs(frac - 0.5) < 1e-6 else frac
+
+
+def _chord_tones(key: int, scale: tuple[int, ...], degree: int, seventh: bool) -> list[int]:
+    steps = (0, 2, 4, 6) if seventh else (0, 2, 4)
+    return [(key + scale[(degree + s) % 7]) % 12 for s in steps]
+
+
+def _humanize(rng: np.random.Generator, sd: float, n: int) -> Array:
+    return rng.normal(0.0, sd, n)
+
+
+def generate_band(
+    beats: Array,
+    bib: npt.NDArray[np.int64],
+    rng: np.random.Generator,
+    *,
+    bass: bool = True,
+    chords: bool = True,
+    swing: float = 0.5,
+) -> tuple[list[Part], dict[str, Any]]:
+    """A bass line and chords on a beat grid: random key, mode, progression, harmonic rhythm,
+    patterns, programs and human timing (the grid itself stays the label)."""
+    mode = str(rng.choice(["major", "minor"]))
+    scale = MAJOR if mode == "major" else MINOR
+    key = int(rng.integers(12))
+    progs = PROGRESSIONS[mode]
+    prog = progs[int(rng.integers(len(progs)))]
+    seventh = bool(rng.random() < 0.3)
+    bars_per_chord = int(rng.choice([1, 1, 1, 2]))
+    bars = _bars(bib)
+    jitter = float(rng.uniform(0.003, 0.012))
+    info: dict[str, Any] = {
+        "key": key,
+        "mode": mode,
+        "progression": list(prog),
+        "swing": round(swing, 3),
+    }
+    parts: list[Part] = []
+    chord_of_bar = [prog[(b // bars_per_chord) % len(prog)] for b in range(len(bars))]
+
+    if bass:
+        pattern = str(
+            rng.choice(["roots", "half", "eighths", "root_fifth", "syncopated", "walking", "whole"])
+        )
+        base_vel = int(rng.integers(70, 110))
+        notes: list[tuple[float, float, int, int]] = []
+        for b, (s, n) in enumerate(bars):
+            tones = _chord_tones(key, scale, chord_of_bar[b], False)
+            root = 33 + (tones[0] - 33) % 12  # A1..G#2
+            fifth = root + 7
+            pos: list[tuple[float, float, int]] = []  # (beat offset, length in beats, pitch)
+            if pattern == "roots":
+                pos = [(i, 0.9, root) for i in range(n)]
+            elif pattern == "half":
+                pos = [(i, 1.8, root if i % 4 == 0 else fifth) for i in range(0, n, 2)]
+            elif pattern == "eighths":
+                pos = [(i / 2, 0.45, root) for i in range(2 * n)]
+            elif pattern == "root_fifth":
+                pos = [(i, 0.9, root if i % 2 == 0 else fifth) for i in range(n)]
+            elif pattern == "syncopated":
+                pos = (
+                    [(0, 1.4, root), (1.5, 0.4, root), (2.5, 0.9, fifth)]
+                    if n >= 3
+                    else [(0, n * 0.9, root)]
+                )
+                pos += [(i + 0.5, 0.4, root + 12) for i in range(3, n)]
+            elif pattern == "walking":
+                third = root + (tones[1] - tones[0]) % 12
+                walk = [root, third, root + (tones[2] - tones[0]) % 12, third]
+                pos = [(i, 0.95, walk[i % 4]) for i in range(n)]
+            else:
+                pos = [(0, n * 0.95, root)]
+            for off, length, pitch in pos:
+                frac = off - math.floor(off)
+                p0 = s + math.floor(off) + _swing(frac, swing)
+                t_on = float(_beat_time(beats, p0))
+                t_off = float(_beat_time(beats, s + off + length))
+                v = base_vel + (8 if off == 0 else 0) + int(rng.integers(-8, 9))
+                notes.append((t_on, max(t_off, t_on + 0.05), int(pitch), int(np.clip(v, 30, 127))))
+        j = _humanize(rng, jitter, len(notes))
+        notes = [
+            (max(0.0, a + d), max(0.0, e + d), p, v)
+            for (a, e, p, v), d in zip(notes, j, strict=True)
+        ]
+        parts.append(
+            Part("bass", notes, int(rng.choice(BASS_PROGRAMS)), level_db=float(rng.uniform(-6, 1)))
+        )
+        info["bass_pattern"] = pattern
+
+    if chords:
+        pattern = str(
+            rng.choice(["whole", "beats", "offbeats", "half", "push", "backbeat", "arpeggio"])
+        )
+        base_vel = int(rng.integers(55, 100))
+        notes = []
+        for b, (s, n) in enumerate(bars):
+            tones = _chord_tones(key, scale, chord_of_bar[b], seventh)
+            voicing = sorted(55 + (t - 55) % 12 for t in tones)
+            hits: list[tuple[float, float, list[int]]] = []
+            if pattern == "whole":
+                hits = [(0, n * 0.97, voicing)]
+            elif pattern == "beats":
+                hits = [(i, 0.8, voicing) for i in range(n)]
+            elif pattern == "offbeats":
+                hits = [(i + 0.5, 0.35, voicing) for i in range(n)]
+            elif pattern == "half":
+                hits = [(i, 1.9, voicing) for i in range(0, n, 2)]
+            elif pattern == "push":
+                hits = [(0, 1.4, voicing), (1.5, 1.0, voicing)] + (
+                    [(2.5, n - 2.6, voicing)] if n > 3 else []
+                )
+            elif pattern == "backbeat":
+                hits = [(i, 0.4, voicing) for i in range(1, n, 2)]
+            else:
+                seq = [*voicing, voicing[0] + 12]
+                hits = [
+                    (i / 2, 0.5, [seq[(i if i < len(seq) else 2 * len(seq) - i - 2) % len(seq)]])
+                    for i in range(2 * n)
+                ]
+            for off, length, pitches in hits:
+                frac = off - math.floor(off)
+                t_on = float(_beat_time(beats, s + math.floor(off) + _swing(frac, swing)))
+                t_off = float(_beat_time(beats, s + off + length))
+                spread = float(rng.uniform(0, 0.005)) if len(pitches) > 1 else 0.0
+                d = float(rng.normal(0, jitter))
+                for k, p in enumerate(pitches):
+                    v = base_vel + int(rng.integers(-10, 11))
+                    on = max(0.0, t_on + d + k * spread)
+                    notes.append((on, max(t_off + d, on + 0.05), int(p), int(np.clip(v, 25, 127))))
+        parts.append(
+            Part(
+                "chords", notes, int(rng.choice(CHORD_PROGRAMS)), level_db=float(rng.uniform(-8, 0))
+            )
+        )
+        info["chord_pattern"] = pattern
+    return parts, info
+
+
+DRUM_PATTERNS = {  # 8 eighth-note slots per 4-beat bar: kick, snare, hi-hat
+    "rock": ("x...x...", "..x...x.", "xxxxxxxx"),
+    "rock2": ("x...xx..", "..x...x.", "xxxxxxxx"),
+    "pop": ("x..x.x..", "..x...x.", "xxxxxxxx"),
+    "four_floor": ("x.x.x.x.", "..x...x.", ".x.x.x.x"),
+    "halftime": ("x.....x.", "....x...", "xxxxxxxx"),
+    "ballad": ("x.....x.", "..x...x.", "x.x.x.x."),
+    "hiphop": ("x..x..x.", "..x...x.", "xxxxxxxx"),
+    "sixteenths": ("x...x...", "..x...x.", "ssssssss"),
+}
+
+
+def generate_drums(
+    beats: Array, bib: npt.NDArray[np.int64], rng: np.random.Generator
+) -> tuple[Part, dict[str, Any]]:
+    """A drum part on an annotated beat grid: a random pattern, crashes on phrase starts,
+    human timing and velocities."""
+    name = str(rng.choice(list(DRUM_PATTERNS)))
+    kick, snare, hat = DRUM_PATTERNS[name]
+    hat_note = int(rng.choice([42, 42, 42, 51, 46])) if name != "four_floor" else 46
+    snare_note = 37 if (name == "ballad" and rng.random() < 0.5) else int(rng.choice([38, 38, 40]))
+    jitter = float(rng.uniform(0.002, 0.010))
+    notes: list[tuple[float, float, int, int]] = []
+
+    def hit(pos: float, pitch: int, vel: int) -> None:
+        t = float(_beat_time(beats, pos)) + float(rng.normal(0, jitter))
+        v = int(np.clip(vel + rng.integers(-10, 11), 20, 127))
+        notes.append((max(0.0, t), max(0.0, t) + 0.1, pitch, v))
+
+    bar_no = 0
+    for i in range(beats.shape[0]):
+        k = (int(bib[i]) - 1) % 4
+        if bib[i] == 1:
+            if bar_no % 8 == 0 or (bar_no % 4 == 0 and rng.random() < 0.3):
+                hit(i, 49, 100)
+            bar_no += 1
+        for half in (0, 1):
+            slot = 2 * k + half
+            pos = i + 0.5 * half
+            if kick[slot] == "x":
+                hit(pos, 36, 100 if half == 0 else 85)
+            if snare[slot] == "x":
+                hit(pos, snare_note, 100)
+            if hat[slot] == "x":
+                hit(pos, hat_note, 80 if half == 0 else 62)
+            elif hat[slot] == "s":
+                hit(pos, hat_note, 75 if half == 0 else 60)
+                hit(pos + 0.25, hat_note, 50)
+    return Part("drums", notes, 0, True, level_db=float(rng.uniform(-6, 2))), {"drum_pattern": name}
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+
+
+def _groove_items(root: Path) -> Iterator[Item]:
+    import pretty_midi
+
+    base = root / "midi" / "groove"
+    with open(base / "info.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        if r["beat_type"] != "beat" or float(r["duration"]) < 10.0:
+            continue  # fills are a few seconds long
+        piece = f"{r['session']}/{r['style']}"
+        name = "groove_" + _safe(r["id"])
+        path = base / r["midi_filename"]
+        style = r["style"].split("/")[0]
+
+        def build(
+            rng: np.random.Generator, path: Path = path, style: str = style
+        ) -> tuple[list[Part], Array, dict[str, Any]]:
+            pm = pretty_midi.PrettyMIDI(str(path))
+            b = np.asarray(pm.get_beats(), dtype=np.float64)
+            bib = _groove_bib(pm, b)
+            drums = [
+                (s, e, GROOVE_DRUM_MAP.get(p, p), v)
+                for s, e, p, v in (
+                    (n.start, n.end, n.pitch, n.velocity) for i in pm.instruments for n in i.notes
+                )
+            ]
+            parts = [Part("drums", drums, 0, True, level_db=float(rng.uniform(-3, 3)))]
+            u = rng.random()
+            info: dict[str, Any] = {"layers": "drums"}
+            if u >= 0.25:
+                swung = style in ("jazz", "blues", "neworleans", "shuffle")
+                sw = float(rng.uniform(0.6, 0.67)) if swung else 0.5
+                bass, chords = (
+                    (True, True) if u >= 0.45 else ((True, False) if u >= 0.35 else (False, True))
+                )
+                band, binfo = generate_band(b, bib, rng, bass=bass, chords=chords, swing=sw)
+                parts += band
+                info = {"layers": "+".join(p.name for p in parts), **binfo}
+            return parts, np.column_stack([b, bib]), info
+
+        yield Item(name, "groove", piece, split_of("groove", piece), build)
+
+
+def _groove_bib(pm: Any, beats: Array) -> npt.NDArray[np.int64]:
+    db = np.asarray(pm.get_downbeats(), dtype=np.float64)
+    is_db = (
+        np.isclose(beats[:, None], db[None, :], atol=1e-4).any(axis=1)
+        if db.size
+        else (np.zeros(beats.shape[0], bool))
+    )
+    return beats_in_bar(is_db)
+
+
+def _pop909_items(root: Path) -> Iterator[Item]:
+    import pretty_midi
+
+    base = root / "midi" / "pop909"
+    for d in sorted(p for p in base.iterdir() if p.is_dir() and p.name.isdigit()):
+        ann = np.loadtxt(d / "beat_midi.txt", ndmin=2)
+        if ann.shape[0] < 8 or ann.shape[1] < 3:
+            continue
+        db = np.flatnonzero(ann[:, 2] == 1)
+        if db.size < 2 or np.median(np.diff(db)) != 4:
+            continue  # 6-beat bars: beat level ambiguous (3/4 or 6/8 at eighths)
+        beats = np.column_stack([ann[:, 0], beats_in_bar(ann[:, 2] == 1)])
+        name = f"pop909_{d.name}"
+        path = d / f"{d.name}.mid"
+
+        def build(
+            rng: np.random.Generator, path: Path = path, beats: Array = beats
+        ) -> tuple[list[Part], Array, dict[str, Any]]:
+            pm = pretty_midi.PrettyMIDI(str(path))
+            parts = []
+            for ins in pm.instruments:
+                role = ins.name.strip().upper() or "PIANO"
+                if role == "MELODY" and rng.random() < 0.2:
+                    continue
+                if role == "BRIDGE" and rng.random() < 0.3:
+                    continue
+                ins.program = int(
+                    rng.choice(MELODY_PROGRAMS if role in ("MELODY", "BRIDGE") else ACCOMP_PROGRAMS)
+                )
+                for p in _pm_to_parts([ins], role.lower()):
+                    p.level_db = (
+                        float(rng.uniform(-4, 3)) if role == "MELODY" else float(rng.uniform(-6, 0))
+                    )
+                    parts.append(p)
+            info: dict[str, Any] = {"layers": "+".join(p.name for p in parts)}
+            if rng.random() < 0.5:
+                drum, dinfo = generate_drums(beats[:, 0], beats[:, 1].astype(np.int64), rng)
+                parts.append(drum)
+                info = {"layers": info["layers"] + "+drums", **dinfo}
+            return parts, beats, info
+
+        yield Item(name, "pop909", d.name, split_of("pop909", d.name), build)
+
+
+def _asap_items(root: Path) -> Iterator[Item]:
+    import pretty_midi
+
+    base = root / "midi" / "asap"
+    with open(base / "metadata.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        ann = base / r["performance_annotations"]
+        midi = base / r["midi_performance"]
+        if not ann.exists() or not midi.exists():
+            continue
+        times, flags = [], []
+        for line in ann.read_text().splitlines():
+            cols = line.split("\t")
+            if len(cols) < 3:
+                continue
+            kind = cols[2].split(",")[0].strip()
+            if kind in ("b", "db", "bR"):
+                times.append(float(cols[0]))
+                flags.append(kind == "db")
+        if len(times) < 8:
+            continue
+        beats = np.column_stack([np.asarray(times), beats_in_bar(flags)])
+        piece = f"{r['composer']}/{r['title']}"
+        name = "asap_" + _safe(str(Path(r["midi_performance"]).with_suffix("")))
+
+        def build(
+            rng: np.random.Generator, midi: Path = midi, beats: Array = beats
+        ) -> tuple[list[Part], Array, dict[str, Any]]:
+            pm = pretty_midi.PrettyMIDI(str(midi))
+            inst = [i for i in pm.instruments if not i.is_drum]
+            program = int(rng.choice(PIANO_PROGRAMS))
+            notes = [(n.start, n.end, n.pitch, n.velocity) for i in inst for n in i.notes]
+            ctrl = [
+                (c.time, c.number, c.value)
+                for i in inst
+                for c in i.control_changes
+                if c.number in (64, 66, 67)
+            ]
+            return [Part("piano", notes, program, False, ctrl)], beats, {"layers": "piano"}
+
+        yield Item(name, "asap", piece, split_of("asap", piece), build)
+
+
+SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
+    "groove": _groove_items,
+    "pop909": _pop909_items,
+    "asap": _asap_items,
+}
+
+
+def source_items(set_name: str, root: Path | None = None) -> list[Item]:
+    """Every usable piece of a source set (file parsing of the MIDI is deferred)."""
+    return list(SOURCES[set_name](root or default_data_root()))
+
+
+def _order(items: list[Item], seed: int) -> list[Item]:
+    """A seeded order that covers distinct pieces before repeating one."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(items))
+    seen: dict[str, int] = {}
+    keyed = []
+    for rank, i in enumerate(perm):
+        it = items[int(i)]
+        k = seen.get(it.piece, 0)
+        seen[it.piece] = k + 1
+        keyed.append((k, rank, it))
+    keyed.sort(key=lambda x: (x[0], x[1]))
+    return [it for _, _, it in keyed]
+
+
+# --------------------------------------------------------------------------------------------
+# Audio effects
+
+
+def _biquad_shelf(kind: str, f0: float, gain_db: float, sr: int) -> tuple[Array, Array]:
+    """RBJ audio-EQ-cookbook shelving filter (slope 1)."""
+    a_ = 10 ** (gain_db / 40)
+    w0 = 2 * math.pi * f0 / sr
+    cw, sw = math.cos(w0), math.sin(w0)
+    alpha = sw / 2 * math.sqrt(2.0)
+    sq = 2 * math.sqrt(a_) * alpha
+    if kind == "low":
+        b = [
+            a_ * ((a_ + 1) - (a_ - 1) * cw + sq),
+            2 * a_ * ((a_ - 1) - (a_ + 1) * cw),
+            a_ * ((a_ + 1) - (a_ - 1) * cw - sq),
+        ]
+        a = [
+            (a_ + 1) + (a_ - 1) * cw + sq,
+            -2 * ((a_ - 1) + (a_ + 1) * cw),
+            (a_ + 1) + (a_ - 1) * cw - sq,
+        ]
+    else:
+        b = [
+            a_ * ((a_ + 1) + (a_ - 1) * cw + sq),
+            -2 * a_ * ((a_ - 1) + (a_ + 1) * cw),
+            a_ * ((a_ + 1) + (a_ - 1) * cw - sq),
+        ]
+        a = [
+            (a_ + 1) - (a_ - 1) * cw + sq,
+            2 * ((a_ - 1) - (a_ + 1) * cw),
+            (a_ + 1) - (a_ - 1) * cw - sq,
+        ]
+    return np.asarray(b) / a[0], np.asarray(a) / a[0]
+
+
+def _biquad_peak(f0: float, gain_db: float, q: float, sr: int) -> tuple[Array, Array]:
+    """RBJ audio-EQ-cookbook peaking filter."""
+    a_ = 10 ** (gain_db / 40)
+    w0 = 2 * math.pi * f0 / sr
+    alpha = math.sin(w0) / (2 * q)
+    b = [1 + alpha * a_, -2 * math.cos(w0), 1 - alpha * a_]
+    a = [1 + alpha / a_, -2 * math.cos(w0), 1 - alpha / a_]
+    return np.asarray(b) / a[0], np.asarray(a) / a[0]
+
+
+def _rms(x: Array) -> float:
+    """RMS over the louder half of 50 ms blocks (ignores silence)."""
+    n = 2205
+    m = x.shape[0] // n
+    if m == 0:
+        return float(np.sqrt(np.mean(x**2) + 1e-20))
+    e = np.mean(x[: m * n].reshape(m, n) ** 2, axis=1)
+    e = np.sort(e)[m // 2 :]
+    return float(np.sqrt(np.mean(e) + 1e-20))
+
+
+def _coloured_noise(kind: str, n: int, rng: np.random.Generator, sr: int) -> Array:
+    if kind == "white":
+        return rng.standard_normal(n)
+    if kind in ("pink", "brown"):
+        spec = np.fft.rfft(rng.standard_normal(n))
+        f = np.fft.rfftfreq(n, 1 / sr)
+        f[0] = f[1]
+        spec /= np.sqrt(f) if kind == "pink" else f
+        return np.fft.irfft(spec, n)
+    # babble-ish: several voices of band-limited noise, each with a syllable-rate envelope
+    out = np.zeros(n)
+    for _ in range(int(rng.integers(3, 8))):
+        lo = rng.uniform(150, 400)
+        hi = rng.uniform(2000, 4000)
+        sos = signal.butter(2, [lo, hi], btype="bandpass", fs=sr, output="sos")
+        voice = signal.sosfilt(sos, rng.standard_normal(n))
+        env_sos = signal.butter(2, rng.uniform(3, 7), fs=sr, output="sos")
+        env = np.maximum(signal.sosfilt(env_sos, rng.standard_normal(n)), 0.0) ** 1.5
+        out += voice * env
+    return out
+
+
+def augment(
+    x: npt.ArrayLike, sr: int, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+    """Random room, microphone, EQ, clipping, noise and level (all causal, no time shift).
+
+    Returns the augmented mono signal, peak at most 1, and the parameters drawn.
+    """
+    y = np.asarray(x, dtype=np.float64).copy()
+    n = y.shape[0]
+    info: dict[str, Any] = {}
+    sig_rms = _rms(y)
+    if rng.random() < 0.6:  # room reverb: exponentially decaying noise, damped highs
+        rt60 = float(rng.uniform(0.2, 1.2))
+        wet = float(rng.uniform(0.05, 0.45))
+        m = int(rt60 * sr)
+        t = np.arange(m) / sr
+        ir = rng.standard_normal(m) * np.exp(-6.908 * t / rt60)
+        ir = signal.sosfilt(signal.butter(1, rng.uniform(3000, 9000), fs=sr, output="sos"), ir)
+        pre = int(rng.uniform(0.003, 0.03) * sr)
+        ir = np.concatenate([np.zeros(pre), ir])
+        ir /= np.sqrt(np.sum(ir**2))
+        rev = signal.oaconvolve(y, ir)[:n]
+        y = (1 - wet) * y + wet * rev
+        info["reverb"] = {"rt60": round(rt60, 3), "wet": round(wet, 3)}
+    if rng.random() < 0.5:  # microphone band-pass and presence peak
+        lo = float(rng.uniform(60, 200))
+        hi = float(rng.uniform(6000, 14000))
+        y = signal.sosfilt(signal.butter(2, [lo, hi], btype="bandpass", fs=sr, output="sos"), y)
+        f0, g = float(rng.uniform(1000, 5000)), float(rng.uniform(-6, 6))
+        b, a = _biquad_peak(f0, g, 1.0, sr)
+        y = signal.lfilter(b, a, y)
+        info["mic"] = {"band": [round(lo), round(hi)], "peak_hz": round(f0), "peak_db": round(g, 1)}
+    if rng.random() < 0.7:  # EQ tilt
+        tilt = float(rng.uniform(-6, 6))
+        b, a = _biquad_shelf("low", float(rng.uniform(150, 500)), tilt, sr)
+        y = signal.lfilter(b, a, y)
+        b, a = _biquad_shelf("high", float(rng.uniform(2000, 6000)), -tilt, sr)
+        y = signal.lfilter(b, a, y)
+        info["tilt_db"] = round(tilt, 2)
+    if rng.random() < 0.15:  # soft clipping
+        drive = float(rng.uniform(1.5, 5.0))
+        y = np.tanh(drive * y / (np.max(np.abs(y)) + 1e-12)) * (np.max(np.abs(y)) + 1e-12)
+        info["drive"] = round(drive, 2)
+    sig_rms = _rms(y)
+    if rng.random() < 0.5 and sig_rms > 0:
+        kind = str(rng.choice(["white", "pink", "brown", "babble"]))
+        snr = float(rng.uniform(10, 40))
+        nz = _coloured_noise(kind, n, rng, sr)
+        nz *= sig_rms / (np.sqrt(np.mean(nz**2)) + 1e-20) * 10 ** (-snr / 20)
+        y = y + nz
+        info["noise"] = {"kind": kind, "snr_db": round(snr, 1)}
+    peak_db = float(rng.uniform(-30, -1))
+    y *= 10 ** (peak_db / 20) / (np.max(np.abs(y)) + 1e-12)
+    info["peak_dbfs"] = round(peak_db, 1)
+    return np.clip(y, -1.0, 1.0).astype(np.float32), info
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering one item
+
+
+def _choose_window(
+    first: float, last: float, end: float, length: float, rng: np.random.Generator
+) -> tuple[float, float]:
+    lead = float(rng.uniform(0.05, 1.0))
+    if end - first + lead <= length:
+        t0 = max(0.0, first - lead)
+        return t0, min(end + 0.3, t0 + length)
+    if rng.random() < 0.3:
+        t0 = max(0.0, first - lead)
+    else:
+        t0 = float(rng.uniform(first, max(first, last - length)))
+    return t0, t0 + length
+
+
+def render_item(
+    item: Item,
+    out_dir: Path,
+    synth: FluidSynth,
+    fonts: Soundfonts,
+    *,
+    seed: int = 0,
+    max_seconds: float = MAX_SECONDS,
+) -> dict[str, Any]:
+    """Render, augment and label one item into ``out_dir``; returns its manifest record."""
+    t_start = time.monotonic()
+    rng = np.random.default_rng(_item_seed(seed, item.name))
+    parts, source_beats, info = item.build(rng)
+    scale = float(rng.uniform(0.85, 1.2))
+    transpose = int(rng.integers(-5, 6))
+    starts = np.concatenate([[n[0] for n in p.notes] for p in parts])
+    ends = np.concatenate([[n[1] for n in p.notes] for p in parts])
+    t0, t1 = _choose_window(
+        float(starts.min()), float(starts.max()), float(ends.max()), max_seconds / scale, rng
+    )
+    wparts, beats = _window(parts, source_beats, t0, t1, scale)
+    if not wparts:
+        raise ValueError("no notes in window")
+    duration = (t1 - t0) * scale
+    n = int(duration * SAMPLE_RATE)
+    gm = fonts.gm[int(rng.integers(len(fonts.gm)))]
+    rendered: list[dict[str, Any]] = []
+    mix = np.zeros(n, np.float64)
+    for p in wparts:
+        if p.is_drum:
+            kits = [
+                (f, 128, k) for f in fonts.gm for k in GM_DRUM_KITS if synth.has_preset(f, 128, k)
+            ] + [(f, 0, 0) for f in fonts.kits]
+            font, bank, prog = kits[int(rng.integers(len(kits)))]
+        else:
+            font, bank, prog = gm, 0, p.program
+        x = synth.render(
+            _events(p, SAMPLE_RATE, transpose),
+            n,
+            soundfont=font,
+            bank=bank,
+            program=prog,
+            drum=p.is_drum,
+        ).astype(np.float64)
+        r = _rms(x)
+        if r < 1e-7:
+            continue
+        mix += x / r * 10 ** (p.level_db / 20)
+        rendered.append(
+            {
+                "part": p.name,
+                "soundfont": Path(font).name,
+                "bank": bank,
+                "program": prog,
+                "level_db": round(p.level_db, 2),
+                "notes": len(p.notes),
+            }
+        )
+    fade = min(n, int(0.02 * SAMPLE_RATE))
+    mix[n - fade :] *= np.linspace(1.0, 0.0, fade)
+    audio, fx = augment(mix, SAMPLE_RATE, rng)
+
+    onset_times = [s for p in wparts for s, _, _, v in p.notes if v >= MIN_ONSET_VELOCITY]
+    onsets = merge_onsets([t for t in onset_times if t < duration - 0.02])
+    if onsets.size == 0:
+        raise ValueError("no onsets in window")
+    keep = (beats[:, 0] >= onsets[0] - 0.1) & (beats[:, 0] <= min(onsets[-1] + 0.1, duration))
+    beats = beats[keep]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / item.name
+    tmp = out_dir / f".{item.name}.tmp.flac"
+    sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+    _write_text(stem.with_suffix(".beats"), "".join(f"{t:.6f} {int(b)}\n" for t, b in beats))
+    _write_text(stem.with_suffix(".onsets"), "".join(f"{t:.6f}\n" for t in onsets))
+    os.replace(tmp, stem.with_suffix(".flac"))
+    return {
+        "name": item.name,
+        "set": item.set,
+        "piece": item.piece,
+        "split": item.split,
+        "audio": f"{item.name}.flac",
+        "beats": f"{item.name}.beats",
+        "onsets": f"{item.name}.onsets",
+        "duration_s": round(duration, 3),
+        "n_beats": int(beats.shape[0]),
+        "n_downbeats": int(np.sum(beats[:, 1] == 1)),
+        "n_onsets": int(onsets.size),
+        "has_drums": any(p.is_drum for p in wparts),
+        "parts": rendered,
+        "tempo_scale": round(scale, 4),
+        "transpose": transpose,
+        "source_window_s": [round(t0, 3), round(t1, 3)],
+        "seed": seed,
+        "augment": fx,
+        **{k: v for k, v in info.items() if k not in ("layers",)},
+        "layers": info.get("layers", ""),
+        "render_s": round(time.monotonic() - t_start, 2),
+    }
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def write_splits(out: Path, sets: Sequence[str], items: dict[str, list[Item]]) -> None:
+    """``splits.json``: the validation and test pieces of every set (all pieces, rendered or
+    not), and how they are assigned."""
+    data: dict[str, Any] = {
+        "method": "sha1('SET:PIECE') first 8 hex digits as int, % 100: <80 train, <90 valid, "
+        "else test",
+    }
+    for s in sets:
+        pieces = sorted({(it.piece, it.split) for it in items[s]})
+        data[s] = {
+            "n_pieces": len(pieces),
+            "valid": [p for p, sp in pieces if sp == "valid"],
+            "test": [p for p, sp in pieces if sp == "test"],
+        }
+    _write_text(out / "splits.json", json.dumps(data, indent=1) + "\n")
+
+
+def _read_manifest(path: Path) -> set[str]:
+    done: set[str] = set()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                done.add(json.loads(line)["name"])
+            except (json.JSONDecodeError, KeyError):
+                continue
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point."""
+    ap = argparse.ArgumentParser(
+        prog="python -m onbeat.training.render",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--out", type=Path, default=Path("data/renders"))
+    ap.add_argument("--sets", default=",".join(SETS))
+    ap.add_argument("--max-files", type=int, default=200, help="items per set")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-root", type=Path, default=None)
+    ap.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
+    ap.add_argument(
+        "--renders-per-piece",
+        type=int,
+        default=1,
+        help="renders of each source item (different draws)",
+    )
+    ap.add_argument("--soundfont", action="append", default=[], help="extra .sf2/.sf3")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    warnings.filterwarnings("ignore", module="pretty_midi")
+
+    root = args.data_root or default_data_root()
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    for s in sets:
+        if s not in SOURCES:
+            ap.error(f"unknown set {s!r} (choose from {', '.join(SOURCES)})")
+    if not root.is_dir():
+        ap.error(f"data root {root} not found (--data-root)")
+    fonts = find_soundfonts(args.soundfont)
+    if not fonts.gm:
+        ap.error("no General MIDI soundfont found: apt-get install fluid-soundfont-gm")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "manifest.jsonl"
+    done = _read_manifest(manifest)
+
+    items = {s: source_items(s, root) for s in sets}
+    write_splits(out, sets, items)
+    queues = []
+    for s in sets:
+        chosen = _order(items[s], args.seed)[: args.max_files]
+        q = []
+        for it in chosen:
+            for k in range(args.renders_per_piece):
+                name = it.name if k == 0 else f"{it.name}_r{k}"
+                q.append(Item(name, it.set, it.piece, it.split, it.build))
+        queues.append(q)
+    todo = [it for group in _interleave(queues) for it in group if it.name not in done]
+    total = sum(len(q) for q in queues)
+    log.info(
+        "%d items planned, %d done, %d to render into %s (fonts: %s; kits: %s)",
+        total,
+        total - len(todo),
+        len(todo),
+        out,
+        [f.name for f in fonts.gm],
+        [f.name for f in fonts.kits],
+    )
+    synth = FluidSynth()
+    t_all = time.monotonic()
+    audio_s = 0.0
+    for k, it in enumerate(todo):
+        try:
+            rec = render_item(it, out, synth, fonts, seed=args.seed, max_seconds=args.max_seconds)
+        except Exception as exc:
+            log.warning("skip %s: %s: %s", it.name, type(exc).__name__, exc)
+            continue
+        with open(manifest, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        audio_s += rec["duration_s"]
+        el = time.monotonic() - t_all
+        log.info(
+            "[%d/%d] %s %s %.1fs audio in %.1fs (%.1fx real time overall)",
+            k + 1,
+            len(todo),
+            it.name,
+            it.split,
+            rec["duration_s"],
+            rec["render_s"],
+            audio_s / max(el, 1e-9),
+        )
+    synth.close()
+    log.info(
+        "finished: %d items, %.0f s audio in %.0f s", len(todo), audio_s, time.monotonic() - t_all
+    )
+    return 0
+
+
+def _interleave(queues: list[list[Item]]) -> Iterator[list[Item]]:
+    for i in range(max((len(q) for q in queues), default=0)):
+        yield [q[i] for q in queues if i < len(q)]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""``onbeat train onsets|beats``: data, validation scoring and export for each model.
+
+Onsets
+    Train on Böck folds 0-3, validate (choose the epoch and the peak-picking threshold) on fold 4,
+    and never touch fold 5, which is the held-out test fold reported in the model card. (Folds 6
+    and 7 are not in ``../shared/data``.)
+
+Beats
+    Train on the ``train`` split of the rendered MIDI sets (``python -m onbeat.training.render``),
+    validate on their ``valid`` split; the ``test`` split and the Frets-on-Fire songs are held out
+    for evaluation.
+
+Runs are resumable: the same command continues from ``RUN_DIR/ckpt.pt``. The best epoch is
+exported to ``models/weights/NAME.safetensors`` with a model card ``NAME.json`` / ``NAME.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
+from onbeat.training.datasets import bock_items, feature_key, pairs, render_items
+from onbeat.training.loop import Pair, TrainConfig, predict, train
+
+__all__ = ["train_beats", "train_onsets"]
+
+log = logging.getLogger(__name__)
+
+ONSET_TRAIN_FOLDS = (0, 1, 2, 3)
+ONSET_VALID_FOLDS = (4,)
+ONSET_TEST_FOLDS = (5,)
+THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
+
+
+def onset_f(
+    net: CausalLSTM,
+    data: Sequence[tuple[Pair, np.ndarray]],
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> tuple[float, float]:
+    """Best summed onset F (±25 ms) over ``thresholds`` and the threshold that gives it.
+
+    Uses the engine's own online peak picker on the causal activation, and dates each onset one
+    frame before the frame that reports it, as :class:`~onbeat.realtime.neural.LstmOnsets` does.
+    """
+    import mir_eval
+    from onbeat.realtime.config import OnsetConfig
+    from onbeat.realtime.onset import pick_peaks_online
+
+    c = OnsetConfig()
+    acts = [predict(net, x)[:, 0] for (x, _), _ in data]
+    best = (-1.0, thresholds[0])
+    for th in thresholds:
+        tp = fp = fn = 0
+        for act, (_, ref) in zip(acts, data, strict=True):
+            peaks = pick_peaks_online(
+                act,
+                frame_rate_hz=100.0,
+                threshold=th,
+                pre_avg_s=c.pre_avg_s,
+                pre_max_s=c.pre_max_s,
+                min_interval_s=c.min_interval_s,
+            )
+            det = peaks * 0.01
+            m = len(mir_eval.util.match_events(ref, det, 0.025))
+            tp, fp, fn = tp + m, fp + len(det) - m, fn + len(ref) - m
+        p = tp / max(tp + fp, 1)
+        r = tp / max(tp + fn, 1)
+        f = 2 * p * r / max(p + r, 1e-9)
+        if f > best[0]:
+            best = (f, th)
+    return best
+
+
+def _card(name: str, meta: dict[str, Any]) -> str:
+    lines = [f"# Model card: `{name}`", ""]
+    for k, v in meta.items():
+        lines.append(f"- **{k}**: {v}")
+    return "\n".join(lines) + "\n"
+
+
+def train_onsets(
+    *,
+    run_dir: Path,
+    export_dir: Path,
+    cache_dir: Path,
+    config: TrainConfig,
+    hidden: int = 32,
+    layers: int = 2,
+) -> dict[str, float]:
+    """Train the causal onset LSTM on the Böck folds and export the best epoch."""
+    tr_items = bock_items(folds=ONSET_TRAIN_FOLDS)
+    va_items = bock_items(folds=ONSET_VALID_FOLDS)
+    te_items = bock_items(folds=ONSET_TEST_FOLDS)
+    if not tr_items or not va_items:
+        raise FileNotFoundError("the Böck onset set is not in ../shared/data/onsets/bock")
+    t0 = time.monotonic()
+    train_data = list(pairs(tr_items, cache_dir, "onsets"))
+    valid = [
+        (p, it.onsets) for p, it in zip(pairs(va_items, cache_dir, "onsets"), va_items, strict=True)
+    ]
+    log.info(
+        "features ready in %.0f s: %d train, %d valid files",
+        time.monotonic() - t0,
+        len(train_data),
+        len(valid),
+    )
+    spec = LSTMSpec(
+        name="onsets",
+        n_in=train_data[0][0].shape[1],
+        hidden=hidden,
+        layers=layers,
+        outputs=("onset",),
+        features=feature_key(),
+    )
+    chosen: dict[str, float] = {}
+
+    def score(net: CausalLSTM, _: Any) -> float:
+        f, th = onset_f(net, valid)
+        chosen["threshold"] = th
+        return f
+
+    def export(net: CausalLSTM, metrics: dict[str, float]) -> None:
+        test = [
+            (p, it.onsets)
+            for p, it in zip(pairs(te_items, cache_dir, "onsets"), te_items, strict=True)
+        ]
+        f_test, _ = onset_f(net, test, thresholds=(chosen["threshold"],))
+        meta = {
+            "task": "online onset detection (causal LSTM, Böck et al. 2012 style)",
+            "data": "Böck onset set (research only), folds 0-3 train, fold 4 valid, fold 5 test",
+            "training_command": "onbeat train onsets",
+            "valid_f": round(metrics["score"], 4),
+            "test_f_fold5": round(f_test, 4),
+            "threshold": chosen["threshold"],
+            "delay_frames": 1.0,
+            "epoch": metrics["epoch"],
+            "params": sum(p.numel() for p in net.parameters()),
+            "licence": "weights: MIT (onbeat); trained on the Böck set, research-only data",
+        }
+        save_model(net, export_dir, extra=meta)
+        (export_dir / "onsets.md").write_text(_card("onsets", meta))
+        log.info("exported onsets model: valid F %.4f test F %.4f", metrics["score"], f_test)
+
+    return train(
+        spec=spec,
+        train_data=train_data,
+        valid_data=[p for p, _ in valid],
+        config=config,
+        run_dir=run_dir,
+        score=score,
+        on_best=export,
+    )
+
+
+def beat_f(net: CausalLSTM, data: Sequence[tuple[Pair, np.ndarray]]) -> float:
+    """Mean of beat-activation peak F (±70 ms) — a tracker-free proxy for epoch selection."""
+    import mir_eval
+    from onbeat.realtime.onset import pick_peaks_online
+
+    fs = []
+    for (x, _), ref in data:
+        act = predict(net, x)[:, 0]
+        peaks = pick_peaks_online(
+            act,
+            frame_rate_hz=100.0,
+            threshold=0.3,
+            pre_avg_s=0.0,
+            pre_max_s=0.15,
+            min_interval_s=0.2,
+        )
+        fs.append(mir_eval.onset.f_measure(ref, peaks * 0.01, window=0.07)[0])
+    return float(np.mean(fs)) if fs else 0.0
+
+
+def train_beats(
+    *,
+    run_dir: Path,
+    export_dir: Path,
+    cache_dir: Path,
+    render_dir: Path,
+    config: TrainConfig,
+    hidden: int = 48,
+    layers: int = 2,
+    max_valid: int = 40,
+) -> dict[str, float]:
+    """Train the causal beat/downbeat LSTM on rendered MIDI and export the best epoch."""
+    tr_items = render_items(render_dir, split="train")
+    va_items = render_items(render_dir, split="valid")[:max_valid]
+    if not tr_items or not va_items:
+        raise FileNotFoundError(
+            f"no rendered training data in {render_dir} (run onbeat.training.render)"
+        )
+    train_data = list(pairs(tr_items, cache_dir, "beats"))
+    valid = [
+        (p, it.beats) for p, it in zip(pairs(va_items, cache_dir, "beats"), va_items, strict=True)
+    ]
+    spec = LSTMSpec(
+        name="beats",
+        n_in=train_data[0][0].shape[1],
+        hidden=hidden,
+        layers=layers,
+        outputs=("beat", "downbeat"),
+        features=feature_key(),
+    )
+
+    def export(net: CausalLSTM, metrics: dict[str, float]) -> None:
+        meta = {
+            "task": "online beat and downbeat activation (causal LSTM)",
+            "data": f"rendered MIDI (Groove, POP909, ASAP) train split, {len(tr_items)} items; "
+            f"valid split {len(va_items)} items",
+            "training_command": "onbeat train beats",
+            "valid_peak_f": round(metrics["score"], 4),
+            "epoch": metrics["epoch"],
+            "params": sum(p.numel() for p in net.parameters()),
+            "licence": "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
+            "POP909 (MIT) and ASAP (CC BY-NC-SA 4.0: non-commercial)",
+        }
+        save_model(net, export_dir, extra=meta)
+        (export_dir / "beats.md").write_text(_card("beats", meta))
+
+    return train(
+        spec=spec,
+        train_data=train_data,
+        valid_data=[p for p, _ in valid],
+        config=config,
+        run_dir=run_dir,
+        score=lambda net, _: beat_f(net, valid),
+        on_best=export,
+    )
+
+
+def main_train(
+    task: str, *, epochs: int, steps: int, run_root: Path, export_dir: Path, seed: int
+) -> int:
+    """Entry point used by ``onbeat train``."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("ONBEAT_TRAIN_THREADS", "2")))
+    cache = Path(os.environ.get("ONBEAT_CACHE", "data/cache"))
+    if task == "onsets":
+        cfg = TrainConfig(
+            epochs=epochs, steps_per_epoch=steps, crop_frames=400, pos_weight=(4.0,), seed=seed
+        )
+        best = train_onsets(
+            run_dir=run_root / "onsets", export_dir=export_dir, cache_dir=cache, config=cfg
+        )
+    else:
+        cfg = TrainConfig(
+            epochs=epochs, steps_per_epoch=steps, crop_frames=600, pos_weight=(6.0, 12.0), seed=seed
+        )
+        best = train_beats(
+            run_dir=run_root / "beats",
+            export_dir=export_dir,
+            cache_dir=cache,
+            render_dir=Path(os.environ.get("ONBEAT_RENDERS", "data/renders")),
+            config=cfg,
+        )
+    print(json.dumps(best))
+    return 0
