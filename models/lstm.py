@@ -52,6 +52,8 @@ class LSTMSpec:
         Frames per second the model was trained at.
     features : str
         Fingerprint of the feature configuration it was trained on.
+    dropout : float
+        Dropout on the input and between layers, in training only.
     """
 
     name: str
@@ -61,6 +63,7 @@ class LSTMSpec:
     outputs: tuple[str, ...]
     frame_rate_hz: float = 100.0
     features: str = ""
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.n_in < 1 or self.hidden < 1 or self.layers < 1 or not self.outputs:
@@ -84,7 +87,14 @@ class CausalLSTM(nn.Module):
         self.spec = spec
         self.register_buffer("in_mean", torch.zeros(spec.n_in))
         self.register_buffer("in_std", torch.ones(spec.n_in))
-        self.lstm = nn.LSTM(spec.n_in, spec.hidden, num_layers=spec.layers, batch_first=True)
+        self.drop = nn.Dropout(spec.dropout)
+        self.lstm = nn.LSTM(
+            spec.n_in,
+            spec.hidden,
+            num_layers=spec.layers,
+            batch_first=True,
+            dropout=spec.dropout if spec.layers > 1 else 0.0,
+        )
         self.head = nn.Linear(spec.hidden, len(spec.outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,9 +108,9 @@ class CausalLSTM(nn.Module):
         -------
         Tensor, shape (batch, frames, n_outputs)
         """
-        z = (x - self.in_mean) / self.in_std
+        z = self.drop((x - self.in_mean) / self.in_std)
         h, _ = self.lstm(z)
-        return self.head(h)
+        return self.head(self.drop(h))
 
     def init_state(self) -> State:
         """Zero state for :meth:`step`."""

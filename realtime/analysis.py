@@ -21,6 +21,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 from onbeat.models.registry import available
+from onbeat.realtime.beats import BeatStage
 from onbeat.realtime.bus import EventBus
 from onbeat.realtime.commands import CommandEvent, CommandQueue
 from onbeat.realtime.config import OnbeatConfig
@@ -147,6 +148,7 @@ class Analyzer:
         self.ctx = StreamContext(sample_rate_hz=self.rate_hz, hop_size=self.hop)
         self.features = SpectralFeatures(config.features)
         self.onsets: SuperFluxOnsets | LstmOnsets | None = None
+        self.beats: BeatStage | None = None
         #: Called after every frame with (frame index, sample index); for observers such as
         #: benchmarks and the GUI's read-only views. Must not block.
         self.frame_hook: Callable[[int, int], None] | None = None
@@ -160,6 +162,11 @@ class Analyzer:
         self.features.prepare(self.ctx)
         self.onsets = self._onset_stage()
         self.onsets.prepare(self.ctx)
+        c = self.config
+        self.beats = None
+        if c.beats.source != "off":
+            self.beats = BeatStage(c.beats, c.tracker, c.features, hop_size=self.hop)
+            self.beats.prepare(self.ctx)
         self._max_n = self.features.spec.frame_size
         # Mirrored analysis history: the newest max_n samples are always contiguous.
         self._hist = np.zeros(2 * self._max_n, dtype=np.float32)
@@ -201,6 +208,8 @@ class Analyzer:
         self.features.reset()
         assert self.onsets is not None
         self.onsets.reset()
+        if self.beats is not None:
+            self.beats.reset()
         self._hist.fill(0.0)
         self._counts.fill(0)
         self.samples = 0  # analysis-rate samples fed
@@ -307,6 +316,14 @@ class Analyzer:
         events = self.onsets.process(self.features.output, end)
         if events:
             self._publish(events)
+        if self.beats is not None:
+            hop_samples = window[self._max_n - self.hop :]
+            power = float(np.dot(hop_samples, hop_samples)) / self.hop
+            beat_events = self.beats.process(
+                self.features.output, end, onset_activation=self.onsets.activation, power=power
+            )
+            if beat_events:
+                self._publish(beat_events)
         self.frames += 1
         if self.frames % self._level_hops == 0:
             self._publish([self._level_event(end)])
@@ -373,7 +390,10 @@ class Analyzer:
                 self.feed(tail)
             self._resampler = None  # release the native resampler now, not at interpreter exit
         assert self.onsets is not None
-        self._publish(list(self.features.flush()) + list(self.onsets.flush()))
+        tail = list(self.features.flush()) + list(self.onsets.flush())
+        if self.beats is not None:
+            tail += list(self.beats.flush())
+        self._publish(tail)
         end = self.samples
         self._publish(
             [

@@ -18,7 +18,6 @@ Command-line overrides use the same dotted keys (``--set onset.threshold=0.6``) 
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -26,9 +25,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from onbeat.realtime.errors import ConfigError
+from onbeat.realtime.tracker import TrackerConfig
+from onbeat.realtime.validation import check_range as _check_range
 
 __all__ = [
     "AudioConfig",
+    "BeatConfig",
     "FeatureConfig",
     "OnbeatConfig",
     "OnsetConfig",
@@ -36,18 +38,6 @@ __all__ = [
     "apply_overrides",
     "load_config",
 ]
-
-
-def _check_range(
-    section: str, key: str, value: float, lo: float, hi: float, *, integer: bool = False
-) -> None:
-    """Raise a :class:`ConfigError` unless ``lo <= value <= hi`` (and integral if asked)."""
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if ok and integer:
-        ok = float(value).is_integer()
-    if not ok or not math.isfinite(float(value)) or not lo <= value <= hi:
-        raise ConfigError(f"{section}.{key} = {value!r} is invalid: must be {kind} in [{lo}, {hi}]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +198,37 @@ class OnsetConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BeatConfig:
+    """Beat activation source and silence gate.
+
+    Parameters
+    ----------
+    source : {"auto", "lstm", "dsp", "off"}
+        Activation: the beat LSTM, the DSP fallback, the LSTM when it ships (auto), or no
+        beat tracking at all.
+    gate_dbfs : float
+        Frames whose RMS level is below this are silent: no evidence, and no beats once the
+        tracker's flywheel runs out.
+    dsp_half_life_s : float
+        Decay of the DSP fallback's normalising maximum.
+    """
+
+    section: ClassVar[str] = "beats"
+    source: str = "auto"
+    gate_dbfs: float = -60.0
+    dsp_half_life_s: float = 4.0
+
+    def __post_init__(self) -> None:
+        s = self.section
+        if self.source not in ("auto", "lstm", "dsp", "off"):
+            raise ConfigError(
+                f"{s}.source = {self.source!r} is invalid: must be auto, lstm, dsp or off"
+            )
+        _check_range(s, "gate_dbfs", self.gate_dbfs, -140.0, 0.0)
+        _check_range(s, "dsp_half_life_s", self.dsp_half_life_s, 0.1, 60.0)
+
+
+@dataclass(frozen=True, slots=True)
 class OutputConfig:
     """Where events go.
 
@@ -242,6 +263,8 @@ class OnbeatConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     onset: OnsetConfig = field(default_factory=OnsetConfig)
+    beats: BeatConfig = field(default_factory=BeatConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def __post_init__(self) -> None:
@@ -272,13 +295,15 @@ _SECTIONS: dict[str, type] = {
     "audio": AudioConfig,
     "features": FeatureConfig,
     "onset": OnsetConfig,
+    "beats": BeatConfig,
+    "tracker": TrackerConfig,
     "output": OutputConfig,
 }
 
 
 def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
     """Convert a TOML or command-line value to the type of the field it replaces."""
-    if isinstance(current, tuple) or (key in ("channels", "frame_sizes")):
+    if isinstance(current, tuple) or (key in ("channels", "frame_sizes", "beats_per_bar")):
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, list | tuple):

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from onbeat.training import datasets as D
-from onbeat.training.render import augment, beats_in_bar, merge_onsets, split_of
+from onbeat.training.render import (
+    augment,
+    beats_in_bar,
+    groove_grid_shift,
+    merge_onsets,
+    split_of,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -24,6 +30,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def test_time_to_frame_rounds_to_causal_frame():
     # frame k ends at (k + 1) / 100 s; an event at t goes to round(100 t)
     assert D.time_to_frame([0.0, 0.004, 0.006, 0.1, 1.234]).tolist() == [0, 0, 1, 10, 123]
+    assert D.time_to_frame([0.1], delay=0.02).tolist() == [12]
+    assert D.event_targets([0.1], 20, widen=None, delay=0.01)[11] == 1.0
 
 
 def test_event_targets_widening_and_range():
@@ -68,6 +76,15 @@ def test_beats_in_bar_with_pickup_and_changes():
     db = [0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0]
     assert beats_in_bar(db).tolist() == [3, 4, 1, 2, 3, 4, 1, 2, 3, 1, 2]
     assert beats_in_bar([0, 0, 0, 0, 0]).tolist() == [1, 2, 3, 4, 1]
+
+
+def test_groove_grid_shift_follows_on_beat_hits():
+    grid = np.arange(0.0, 20.0, 0.5)
+    rng = np.random.default_rng(0)
+    hits = grid[::2] - 0.015 + rng.normal(0, 0.003, grid[::2].size)
+    hits = np.concatenate([hits, grid[1::2] + 0.25])  # off-beat hits are ignored
+    assert abs(groove_grid_shift(grid, hits) + 0.015) < 0.002
+    assert groove_grid_shift(grid, [0.01, 0.51]) == 0.0  # too few hits
 
 
 def test_split_is_deterministic_and_balanced():

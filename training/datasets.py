@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +93,9 @@ class Item:
 
     name: str
     audio: Path
-    beats: F64 | None
-    downbeats: F64 | None
-    onsets: F64 | None
+    beats: F64 | None = field(repr=False)
+    downbeats: F64 | None = field(repr=False)
+    onsets: F64 | None = field(repr=False)
     split: str
     set: str
 
@@ -294,9 +294,13 @@ def cached_features(
 # Targets
 
 
-def time_to_frame(times: npt.ArrayLike, fps: float = FPS) -> npt.NDArray[np.int64]:
-    """Frame index of event times: ``round(t * fps)`` (the causal frame ending 0-10 ms after)."""
-    return np.round(np.asarray(times, dtype=np.float64) * fps).astype(np.int64)
+def time_to_frame(
+    times: npt.ArrayLike, fps: float = FPS, delay: float = 0.0
+) -> npt.NDArray[np.int64]:
+    """Frame index of event times: ``round((t + delay) * fps)``; with ``delay`` 0, the causal
+    frame whose window ends 0-10 ms after the event. A positive ``delay`` (seconds) lets a causal
+    model see more of the attack before it must fire."""
+    return np.round((np.asarray(times, dtype=np.float64) + delay) * fps).astype(np.int64)
 
 
 def event_targets(
@@ -305,9 +309,11 @@ def event_targets(
     *,
     fps: float = FPS,
     widen: float | None = 0.5,
+    delay: float = 0.0,
 ) -> F32:
-    """Frame targets of events: 1 at each event's frame, ``widen`` (if given) at its two
-    neighbours (never lowering a 1). Events outside ``[0, n_frames)`` are dropped.
+    """Frame targets of events: 1 at each event's frame (:func:`time_to_frame`), ``widen`` (if
+    given) at its two neighbours (never lowering a 1). Events outside ``[0, n_frames)`` are
+    dropped.
 
     Returns
     -------
@@ -316,7 +322,7 @@ def event_targets(
     y = np.zeros(n_frames, dtype=np.float32)
     if times is None:
         return y
-    idx = time_to_frame(times, fps)
+    idx = time_to_frame(times, fps, delay)
     idx = idx[(idx >= 0) & (idx < n_frames)]
     if widen:
         for d in (-1, 1):
@@ -328,10 +334,15 @@ def event_targets(
 
 
 def onset_targets(
-    onsets: npt.ArrayLike | None, n_frames: int, *, fps: float = FPS, widen: float | None = 0.5
+    onsets: npt.ArrayLike | None,
+    n_frames: int,
+    *,
+    fps: float = FPS,
+    widen: float | None = 0.5,
+    delay: float = 0.0,
 ) -> F32:
     """Onset targets, shape ``(n_frames, 1)``."""
-    return event_targets(onsets, n_frames, fps=fps, widen=widen)[:, None]
+    return event_targets(onsets, n_frames, fps=fps, widen=widen, delay=delay)[:, None]
 
 
 def beat_targets(
@@ -342,6 +353,7 @@ def beat_targets(
     fps: float = FPS,
     widen: float | None = 0.5,
     mask_missing: bool = True,
+    delay: float = 0.0,
 ) -> F32:
     """Beat and downbeat targets, shape ``(n_frames, 2)``.
 
@@ -353,7 +365,7 @@ def beat_targets(
         if t is None and mask_missing:
             cols.append(np.full(n_frames, -1.0, dtype=np.float32))
         else:
-            cols.append(event_targets(t, n_frames, fps=fps, widen=widen))
+            cols.append(event_targets(t, n_frames, fps=fps, widen=widen, delay=delay))
     return np.stack(cols, axis=1)
 
 
@@ -363,6 +375,7 @@ def pairs(
     kind: str = "beats",
     *,
     widen: float | None = 0.5,
+    delay: float = 0.0,
     config: Any | None = None,
 ) -> Iterator[tuple[F32, F32]]:
     """``(features, targets)`` for :func:`onbeat.training.loop.train`; ``kind`` is ``beats``
@@ -371,9 +384,9 @@ def pairs(
         x = cached_features(it.audio, cache_dir, config)
         n = x.shape[0]
         if kind == "onsets":
-            y = onset_targets(it.onsets, n, widen=widen)
+            y = onset_targets(it.onsets, n, widen=widen, delay=delay)
         elif kind == "beats":
-            y = beat_targets(it.beats, it.downbeats, n, widen=widen)
+            y = beat_targets(it.beats, it.downbeats, n, widen=widen, delay=delay)
         else:
             raise ValueError(f"kind must be 'beats' or 'onsets', not {kind!r}")
         yield x, y

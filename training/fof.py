@@ -7,9 +7,12 @@ halves need different offsets):
 1. the beat grid comes from the chart's tempo map and time signature (4/4 when it has none);
 2. the constant offset between grid and audio is calibrated by maximising the mean onset
    strength at the beat times over offsets from -100 to +150 ms. The onset strength is the mean
-   SuperFlux ``pdiff`` of :class:`onbeat.realtime.features.SpectralFeatures`; that causal
-   envelope peaks some milliseconds after an onset, and this lag is measured on synthetic
-   onsets (:func:`envelope_latency`) and subtracted, so the offset points at attack starts;
+   SuperFlux ``pdiff`` of :class:`onbeat.realtime.features.SpectralFeatures`, a function of
+   frame *end* time. That causal envelope peaks after an attack starts: 20 ms for drum kits
+   (:data:`DRUM_ENVELOPE_LATENCY_S`, measured on Groove MIDI drums rendered through five
+   soundfont kits against their note-on times; 13.5 ms for instant-attack noise bursts, see
+   :func:`envelope_latency`). That latency is subtracted, so the beats sit at attack starts as
+   the note-on labels of the renders do. The manifest also keeps the raw envelope peak lag;
 3. ``OUT/NAME.beats`` (``time beat_in_bar``, offset applied) and ``OUT/manifest.json`` (the
    audio path, left where Debian installed it, and the offsets) are written.
 
@@ -38,6 +41,7 @@ import numpy.typing as npt
 from onbeat.training.datasets import FPS, SAMPLE_RATE, feature_extractor, load_audio
 
 __all__ = [
+    "DRUM_ENVELOPE_LATENCY_S",
     "Song",
     "beat_grid",
     "calibrate_offset",
@@ -52,6 +56,7 @@ log = logging.getLogger("onbeat.training.fof")
 SONGS_DIR = Path("/usr/share/games/fretsonfire/data/songs")
 EXCLUDE = ("metal madness",)
 OFFSETS_S = np.round(np.arange(-0.100, 0.1505, 0.001), 4)
+DRUM_ENVELOPE_LATENCY_S = 0.020
 F64 = npt.NDArray[np.float64]
 
 
@@ -94,16 +99,17 @@ def beat_grid(chart: Path, duration_s: float) -> tuple[F64, npt.NDArray[np.int64
     tempos: list[tuple[int, int]] = []
     sigs: list[tuple[int, int, int]] = []
     for track in mid.tracks:
-        tick = 0
+        at = 0
         for msg in track:
-            tick += msg.time
+            at += msg.time
             if msg.type == "set_tempo":
-                tempos.append((tick, msg.tempo))
+                tempos.append((at, msg.tempo))
             elif msg.type == "time_signature":
-                sigs.append((tick, msg.numerator, msg.denominator))
+                sigs.append((at, msg.numerator, msg.denominator))
     tempos = sorted(set(tempos)) or [(0, 500000)]
     if tempos[0][0] > 0:
         tempos.insert(0, (0, 500000))
+    charted = bool(sigs)
     sigs = sorted(set(sigs)) or [(0, 4, 4)]
     if sigs[0][0] > 0:
         sigs.insert(0, (0, 4, 4))
@@ -120,7 +126,8 @@ def beat_grid(chart: Path, duration_s: float) -> tuple[F64, npt.NDArray[np.int64
         i = int(np.searchsorted(ticks_at, tick, side="right") - 1)
         return float(secs_at[i] + (tick - ticks_at[i]) * us_at[i] / 1e6 / tpq)
 
-    times, bib = [], []
+    times: list[float] = []
+    bib: list[int] = []
     tick = 0.0
     si = 0
     count = 0
@@ -140,7 +147,11 @@ def beat_grid(chart: Path, duration_s: float) -> tuple[F64, npt.NDArray[np.int64
         count += 1
         tick += beat_ticks
     bpms = sorted({round(6e7 / u, 3) for u in us_at})
-    info = {"bpm": bpms if len(bpms) > 1 else bpms[0], "time_signatures": sigs}
+    info = {
+        "bpm": bpms if len(bpms) > 1 else bpms[0],
+        "time_signatures": sigs,
+        "time_signature_in_chart": charted,
+    }
     return np.asarray(times), np.asarray(bib, dtype=np.int64), info
 
 
@@ -148,7 +159,8 @@ def onset_envelope(x: npt.NDArray[np.float32]) -> F64:
     """Mean SuperFlux ``pdiff`` per frame (frame ``k`` ends at ``(k + 1) / FPS`` s)."""
     f = feature_extractor()
     feats = f.batch(x)
-    return feats[:, f.layout.pdiff_mask()].mean(axis=1).astype(np.float64)  # type: ignore[no-any-return]
+    env: F64 = feats[:, f.layout.pdiff_mask()].mean(axis=1).astype(np.float64)
+    return env
 
 
 def _score(env: F64, times: F64, offsets: F64) -> F64:
@@ -211,7 +223,7 @@ def process(song: Song, out: Path, latency: float) -> dict[str, Any]:
     i = int(np.argmax(sc))
     far = np.abs(OFFSETS_S - OFFSETS_S[i]) >= 0.040
     shifted = times + offset
-    keep = (shifted >= a0 - 0.05) & (shifted <= min(a1, duration))
+    keep = (shifted >= max(0.0, a0 - 0.05)) & (shifted <= min(a1, duration))
     out.mkdir(parents=True, exist_ok=True)
     beats_file = out / f"{song.name}.beats"
     beats_file.write_text(
@@ -249,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--latency-ms",
         type=float,
         default=None,
-        help="envelope latency to subtract (default: measured on synthetic onsets)",
+        help="envelope latency to subtract (default 20: drum kits; 0 gives raw peak lags)",
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
@@ -259,8 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"no songs under {args.songs_dir}: apt-get install fretsonfire-songs-muldjord "
             "fretsonfire-songs-sectoid"
         )
-    latency = envelope_latency() if args.latency_ms is None else args.latency_ms / 1000
-    log.info("onset envelope latency subtracted: %.1f ms", 1000 * latency)
+    latency = DRUM_ENVELOPE_LATENCY_S if args.latency_ms is None else args.latency_ms / 1000
+    log.info(
+        "onset envelope latency subtracted: %.1f ms (instant-attack bursts: %.1f ms)",
+        1000 * latency,
+        1000 * envelope_latency(),
+    )
     records = []
     for s in songs:
         rec = process(s, args.out, latency)
@@ -277,8 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     manifest = {
         "method": "offset maximising the mean z-scored SuperFlux pdiff envelope at grid beats, "
-        "over -100..+150 ms in 1 ms steps, less the envelope latency on synthetic onsets; "
-        "beats files have the offset applied",
+        "over -100..+150 ms in 1 ms steps (envelope at frame end times), less the envelope "
+        "latency for drum attacks; envelope_peak_lag_s is the offset before that correction; "
+        "beats files have offset_s applied",
         "envelope_latency_s": latency,
         "excluded": list(EXCLUDE),
         "songs": records,

@@ -77,8 +77,16 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+Augment = Callable[[npt.NDArray[np.float32], np.random.Generator], npt.NDArray[np.float32]]
+
+
 def _batch(
-    data: Sequence[Pair], rng: np.random.Generator, batch: int, crop: int
+    data: Sequence[Pair],
+    rng: np.random.Generator,
+    batch: int,
+    crop: int,
+    augment: Augment | None = None,
+    context: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = np.array([x.shape[0] for x, _ in data], dtype=np.float64)
     p = lengths / lengths.sum()
@@ -91,7 +99,12 @@ def _batch(
         yb = np.full((crop, outs), -1.0, np.float32)  # -1 = padding, masked
         s = int(rng.integers(0, max(1, n - crop + 1)))
         m = min(crop, n - s)
-        xb[:m], yb[:m] = x[s : s + m], y[s : s + m]
+        if augment is not None:
+            start = max(0, s - context)  # left context so that the augmented crop is exact
+            xb[:m] = augment(x[start : s + m], rng)[s - start :]
+        else:
+            xb[:m] = x[s : s + m]
+        yb[:m] = y[s : s + m]
         xs.append(xb)
         ys.append(yb)
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
@@ -132,6 +145,9 @@ def train(
     score: Callable[[CausalLSTM, Sequence[Pair]], float],
     on_best: Callable[[CausalLSTM, dict[str, float]], None] | None = None,
     progress: bool = True,
+    augment: Augment | None = None,
+    context: int = 0,
+    weight_decay: float = 0.0,
 ) -> dict[str, float]:
     """Train (or resume) a :class:`CausalLSTM`; returns the best validation metrics.
 
@@ -151,6 +167,13 @@ def train(
         Called with the network and metrics whenever validation improves (e.g. to export).
     progress : bool
         Show a tqdm progress bar.
+    augment : callable, optional
+        ``augment(features, rng)`` applied to each training crop (with ``context`` extra frames
+        of left context, dropped afterwards).
+    context : int
+        Left-context frames the augmentation needs.
+    weight_decay : float
+        AdamW weight decay.
     """
     torch.set_num_threads(max(1, torch.get_num_threads()))
     run = Path(run_dir)
@@ -162,7 +185,7 @@ def train(
     with torch.no_grad():
         net.in_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
         net.in_std.copy_(torch.from_numpy(std.astype(np.float32)))
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     rng = np.random.default_rng(config.seed)
     epoch0, best = 0, {"score": -math.inf}
@@ -191,7 +214,7 @@ def train(
         t0 = time.monotonic()
         total = 0.0
         for _ in range(config.steps_per_epoch):
-            x, y = _batch(train_data, rng, config.batch_size, config.crop_frames)
+            x, y = _batch(train_data, rng, config.batch_size, config.crop_frames, augment, context)
             loss = _loss(net(x), y, pw)
             opt.zero_grad()
             loss.backward()

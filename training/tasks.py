@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
-from onbeat.training.datasets import bock_items, feature_key, pairs, render_items
+from onbeat.training.augment import GainAugment
+from onbeat.training.datasets import (
+    bock_items,
+    feature_extractor,
+    feature_key,
+    pairs,
+    render_items,
+)
 from onbeat.training.loop import Pair, TrainConfig, predict, train
 
 __all__ = ["train_beats", "train_onsets"]
@@ -78,6 +85,12 @@ def onset_f(
     return best
 
 
+def gain_augment() -> GainAugment:
+    """Exact random-gain augmentation for the engine's default features."""
+    f = feature_extractor()
+    return GainAugment(f.layout, [int(d) for d in f._diff_frames], f.config.diff_max_bins)
+
+
 def _card(name: str, meta: dict[str, Any]) -> str:
     lines = [f"# Model card: `{name}`", ""]
     for k, v in meta.items():
@@ -118,6 +131,7 @@ def train_onsets(
         layers=layers,
         outputs=("onset",),
         features=feature_key(),
+        dropout=0.25,
     )
     chosen: dict[str, float] = {}
 
@@ -148,6 +162,7 @@ def train_onsets(
         (export_dir / "onsets.md").write_text(_card("onsets", meta))
         log.info("exported onsets model: valid F %.4f test F %.4f", metrics["score"], f_test)
 
+    aug = gain_augment()
     return train(
         spec=spec,
         train_data=train_data,
@@ -156,6 +171,9 @@ def train_onsets(
         run_dir=run_dir,
         score=score,
         on_best=export,
+        augment=aug,
+        context=aug.context,
+        weight_decay=1e-4,
     )
 
 
@@ -208,6 +226,7 @@ def train_beats(
         layers=layers,
         outputs=("beat", "downbeat"),
         features=feature_key(),
+        dropout=0.2,
     )
 
     def export(net: CausalLSTM, metrics: dict[str, float]) -> None:
@@ -225,6 +244,7 @@ def train_beats(
         save_model(net, export_dir, extra=meta)
         (export_dir / "beats.md").write_text(_card("beats", meta))
 
+    aug = gain_augment()
     return train(
         spec=spec,
         train_data=train_data,
@@ -233,6 +253,9 @@ def train_beats(
         run_dir=run_dir,
         score=lambda net, _: beat_f(net, valid),
         on_best=export,
+        augment=aug,
+        context=aug.context,
+        weight_decay=1e-4,
     )
 
 

@@ -1,0 +1,138 @@
+"""The beat stage: a beat/downbeat activation per frame, then the predictive tracker.
+
+The activation comes from the committed causal beat LSTM (``models/weights/beats``) when it ships
+(``beats.source = "auto"`` or ``"lstm"``), else from a DSP fallback: the SuperFlux onset
+activation, normalised by its own decaying recent maximum (``"dsp"``). Either way
+:class:`~onbeat.realtime.tracker.BeatTracker` turns it into predicted beats, and a level gate
+marks silent frames so the tracker never invents beats into silence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from onbeat.models.lstm import NumbaLSTM
+from onbeat.models.registry import available
+from onbeat.realtime.commands import Command
+from onbeat.realtime.config import BeatConfig, FeatureConfig
+from onbeat.realtime.events import Event
+from onbeat.realtime.neural import load_stream_model
+from onbeat.realtime.stages import StageSpec, StreamContext
+from onbeat.realtime.tracker import BeatTracker, TrackerConfig
+
+__all__ = ["BeatStage"]
+
+
+class BeatStage:
+    """Beat activation (LSTM or DSP) followed by :class:`BeatTracker`.
+
+    Parameters
+    ----------
+    config : BeatConfig
+        Activation source and gate.
+    tracker : TrackerConfig
+        Tracker settings.
+    features : FeatureConfig
+        The stream's features (the LSTM must have been trained on them).
+    hop_size : int
+        Samples per frame.
+    """
+
+    name: ClassVar[str] = "beats"
+
+    def __init__(
+        self, config: BeatConfig, tracker: TrackerConfig, features: FeatureConfig, *, hop_size: int
+    ) -> None:
+        self.config = config
+        self.features = features
+        # Both activations (DSP and LSTM) date an event one frame before the frame reporting it
+        # (frame k ends at (k + 1) * hop): the tracker adds that to its own input latency.
+        self.tracker_config = tracker
+        self.hop_size = hop_size
+        self.tracker = BeatTracker(tracker, hop_size=hop_size)
+        source = config.source
+        if source == "auto":
+            source = "lstm" if available("beats") else "dsp"
+        self.source = source
+        self.spec = StageSpec(
+            name=self.name,
+            input_kind="spectrum",
+            frame_size=1,
+            hop_size=hop_size,
+            latency_samples=0,
+            outputs=("beat", "tempo"),
+        )
+        self.activation = 0.0
+        self.downbeat_activation = 0.0
+        self._act = np.zeros(2, dtype=np.float32)
+        self.net: NumbaLSTM | None = None
+
+    def prepare(self, ctx: StreamContext) -> None:
+        """Load the model (if any), prepare the tracker, set the gate."""
+        if self.source == "lstm":
+            self.net, _ = load_stream_model("beats", self.features, ctx)
+        delay_s = self.hop_size / ctx.sample_rate_hz
+        cfg = self.tracker_config
+        self.tracker = BeatTracker(
+            dataclasses.replace(cfg, input_latency_s=cfg.input_latency_s + delay_s),
+            hop_size=self.hop_size,
+        )
+        self.tracker.prepare(ctx)
+        self._decay = 0.5 ** (1.0 / (self.config.dsp_half_life_s * ctx.frame_rate_hz))
+        self._gate_power = 10.0 ** (self.config.gate_dbfs / 10.0)
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the network, the normaliser and the tracker."""
+        if self.net is not None:
+            self.net.reset()
+        self.tracker.reset()
+        self._peak = 1e-3
+        self.activation = 0.0
+        self.downbeat_activation = 0.0
+
+    def flush(self) -> tuple[Event, ...]:
+        """End of stream."""
+        return tuple(self.tracker.flush())
+
+    def apply_command(self, command: Command, sample_index: int) -> bool:
+        """Forward a tracker command."""
+        return self.tracker.apply_command(command, sample_index)
+
+    def process(
+        self,
+        frame: npt.NDArray[np.float32],
+        sample_index: int,
+        *,
+        onset_activation: float,
+        power: float,
+    ) -> tuple[Event, ...]:
+        """One frame: activation, gate, tracker.
+
+        Parameters
+        ----------
+        frame : ndarray
+            The feature frame.
+        sample_index : int
+            End of the frame.
+        onset_activation : float
+            The SuperFlux or LSTM onset activation of this frame (DSP fallback input).
+        power : float
+            Mean square of this hop's samples (for the silence gate).
+
+        Real-time safety: numba calls on preallocated buffers; allocates only events.
+        """
+        act = self._act
+        if self.net is not None:
+            out = self.net.step(frame)
+            act[0], act[1] = out[0], out[1]
+        else:
+            self._peak = max(onset_activation, self._peak * self._decay, 1e-3)
+            act[0] = min(1.0, onset_activation / self._peak)
+            act[1] = 0.0
+        self.activation = float(act[0])
+        self.downbeat_activation = float(act[1])
+        return tuple(self.tracker.process(act, sample_index, silent=power < self._gate_power))
