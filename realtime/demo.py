@@ -80,11 +80,30 @@ def _tone(
 
 
 def demo_song(
-    *, duration_s: float = 30.0, bpm: float = 120.0, sample_rate_hz: int = 44100, seed: int = 0
+    *,
+    duration_s: float = 30.0,
+    bpm: float = 120.0,
+    sample_rate_hz: int = 44100,
+    seed: int = 0,
+    bpm_after: float | None = None,
+    change_s: float = 15.0,
+    break_span_s: tuple[float, float] | None = None,
 ) -> Synth:
     """A 4/4 band loop: kick on 1 and 3, snare on 2 and 4, eighth hi-hats, bass and chords.
 
     The first beat falls at 0.5 s.
+
+    Parameters
+    ----------
+    duration_s, bpm, sample_rate_hz, seed
+        Length, tempo, rate and random seed.
+    bpm_after : float, optional
+        Tempo after ``change_s`` (a sudden tempo step), if given.
+    change_s : float
+        When the tempo step happens.
+    break_span_s : (float, float), optional
+        A break: drums and bass are silent between these times, the chords go on. The ground
+        truth keeps every beat of the grid.
     """
     sr = sample_rate_hz
     rng = np.random.default_rng(seed)
@@ -92,7 +111,12 @@ def demo_song(
     out = np.zeros(n)
     period = 60.0 / bpm
     first = 0.5
-    beats = np.arange(first, duration_s - 0.05, period)
+    if bpm_after is None:
+        beats = np.arange(first, duration_s - 0.05, period)
+    else:
+        before = np.arange(first, change_s, period)
+        after = np.arange(before[-1] + 60.0 / bpm_after, duration_s - 0.05, 60.0 / bpm_after)
+        beats = np.concatenate([before, after])
     kick, snare, hat = _kick(sr), _snare(sr, rng), _hat(sr, rng)
     roots = [55.0, 43.65, 49.0, 41.2]  # A1, F1, G1, E1
     chords = [
@@ -105,16 +129,22 @@ def demo_song(
     for i, b in enumerate(beats):
         s = round(b * sr)
         bar, pos = divmod(i, 4)
-        _add(out, s, (0.9 if pos == 0 else 0.7) * kick if pos in (0, 2) else 0.6 * snare)
-        _add(out, s, hat)
-        _add(out, s + int(period / 2 * sr), 0.7 * hat)
-        onsets += [b, b + period / 2]
-        root = roots[bar % 4]
-        _add(
-            out,
-            s,
-            0.35 * _tone(sr, root * (2 if pos == 3 else 1), period * 0.9, harmonics=4, decay=4.0),
-        )
+        if i + 1 < len(beats):
+            period = beats[i + 1] - b
+        if break_span_s is None or not break_span_s[0] <= b < break_span_s[1]:
+            _add(out, s, (0.9 if pos == 0 else 0.7) * kick if pos in (0, 2) else 0.6 * snare)
+            _add(out, s, hat)
+            _add(out, s + int(period / 2 * sr), 0.7 * hat)
+            onsets += [b, b + period / 2]
+            root = roots[bar % 4]
+            _add(
+                out,
+                s,
+                0.35
+                * _tone(sr, root * (2 if pos == 3 else 1), period * 0.9, harmonics=4, decay=4.0),
+            )
+        elif pos == 0:
+            onsets.append(b)
         if pos == 0:
             for f in chords[bar % 4]:
                 _add(out, s, 0.08 * _tone(sr, f, 4 * period, harmonics=5, decay=0.8))

@@ -1,0 +1,268 @@
+"""Beat-tracking benchmark: onbeat against the anchors, on the same files, in one run.
+
+Sets (each skipped with a note when absent):
+
+* ``synthetic``: generated here: band loops at 95, 120 and 150 BPM, a tempo step 120 -> 138 BPM,
+  a 4 s break (drums and bass silent, chords go on), and 10 s of silence;
+* ``fof``: the Frets-on-Fire songs prepared by ``python -m onbeat.training.fof`` (``data/fof``);
+* ``renders-test``: the held-out test split of ``python -m onbeat.training.render``.
+
+Systems: onbeat (the live code path, :meth:`Engine.run_fast`), madmom online (forward DBN, the
+strongest causal anchor), BeatNet (online, particle filter), aubio (online) and librosa (offline
+reference). Anchors run in their own venv (``benchmarks/setup_anchors.sh``).
+
+Reported per set: beat F (±70 ms), CMLt, AMLt, CPU seconds per audio second; for onbeat also
+the emission error ``emitted_s - true beat`` (median of absolute values) and the lock time. On the
+synthetic set: re-lock time after the tempo step, grid beats kept through the break, and beats
+issued in silence.
+
+Run: ``python benchmarks/bench_beats.py [--sets synthetic,fof,renders-test] [--max-files N]``.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ANCHORS = ("madmom_online", "beatnet", "aubio", "librosa")
+
+
+@dataclass
+class Item:
+    name: str
+    audio: Path
+    beats: np.ndarray
+    downbeats: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def synthetic_set(out: Path) -> list[Item]:
+    """Write the synthetic files and return their ground truth."""
+    import soundfile as sf
+
+    from onbeat.realtime.demo import demo_song
+
+    items = []
+    specs = [
+        ("steady_095", {"bpm": 95.0, "seed": 1}),
+        ("steady_120", {"bpm": 120.0, "seed": 2}),
+        ("steady_150", {"bpm": 150.0, "seed": 3}),
+        ("tempo_step", {"bpm": 120.0, "bpm_after": 138.0, "change_s": 15.0, "seed": 4}),
+        ("break_4s", {"bpm": 120.0, "break_span_s": (12.0, 16.0), "seed": 5}),
+    ]
+    for name, kw in specs:
+        song = demo_song(duration_s=30.0, **kw)
+        path = out / f"{name}.wav"
+        sf.write(path, song.samples, song.sample_rate_hz)
+        extra = {}
+        if "bpm_after" in kw:
+            extra["change_s"] = kw["change_s"]
+        if "break_span_s" in kw:
+            extra["break"] = kw["break_span_s"]
+        items.append(Item(name, path, song.beats_s, song.downbeats_s, extra))
+    path = out / "silence.wav"
+    sf.write(path, np.zeros(44100 * 10, np.float32), 44100)
+    items.append(Item("silence", path, np.zeros(0), None, {"silence": True}))
+    return items
+
+
+def fof_set(max_files: int | None) -> list[Item]:
+    from onbeat.training.datasets import fof_items
+
+    try:
+        its = fof_items(ROOT / "data" / "fof")
+    except FileNotFoundError:
+        return []
+    return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
+
+
+def renders_test_set(max_files: int | None) -> list[Item]:
+    from onbeat.training.datasets import render_items
+
+    try:
+        its = render_items(ROOT / "data" / "renders", split="test")
+    except FileNotFoundError:
+        return []
+    return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its if i.beats is not None][
+        :max_files
+    ]
+
+
+def run_onbeat(path: Path) -> dict:
+    """Run the live code path over a file; beat events and analysis CPU."""
+    from onbeat.realtime.bus import EventBus
+    from onbeat.realtime.config import OnbeatConfig
+    from onbeat.realtime.engine import Engine
+    from onbeat.realtime.sources import FileSource
+
+    bus = EventBus()
+    sub = bus.subscribe("bench", 10_000_000)
+    summary = Engine(OnbeatConfig(), bus=bus).run_fast(FileSource(path))
+    beats = [e for e in sub.drain() if e.type == "beat"]
+    return {
+        "times_s": [e.time_s for e in beats],
+        "emitted_s": [e.emitted_s for e in beats],
+        "beats_in_bar": [e.beat_in_bar for e in beats],
+        "cpu_s": summary.cpu_s,
+        "audio_s": summary.audio_s,
+    }
+
+
+def run_anchor(system: str, path: Path) -> dict:
+    venv = Path(os.environ.get("ANCHORS_VENV", ROOT / ".venv-anchors"))
+    py = venv / "bin" / "python"
+    if not py.exists():
+        return {"error": "anchors venv missing (bash benchmarks/setup_anchors.sh)"}
+    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+        r = subprocess.run(
+            [
+                str(py),
+                str(ROOT / "benchmarks/anchors/run_anchor.py"),
+                system,
+                "beats",
+                str(path),
+                "--json",
+                tmp.name,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if r.returncode != 0:
+            return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1][:80]}
+        return json.loads(Path(tmp.name).read_text())
+
+
+def _matched(ref: np.ndarray, det: np.ndarray, window: float = 0.07) -> np.ndarray:
+    if det.size == 0:
+        return np.zeros(ref.shape, bool)
+    return np.array([np.min(np.abs(det - r)) <= window for r in ref])
+
+
+def score(item: Item, res: dict) -> dict:
+    import mir_eval
+
+    det = np.asarray(res.get("times_s", []), dtype=np.float64)
+    out: dict = {"cpu_per_s": res["cpu_s"] / res["audio_s"] if res.get("audio_s") else np.nan}
+    if item.extra.get("silence"):
+        out["silence_beats"] = int(det.size)
+        return out
+    ref = item.beats
+    out["f"] = mir_eval.beat.f_measure(mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(det))
+    _, cmlt, _, amlt = mir_eval.beat.continuity(
+        mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(det)
+    )
+    out["cmlt"], out["amlt"] = cmlt, amlt
+    hit = _matched(ref, det)
+    lock = next((ref[i] for i in range(len(hit) - 3) if hit[i : i + 4].all()), np.nan)
+    out["lock_s"] = float(lock)
+    if "change_s" in item.extra:
+        c = item.extra["change_s"]
+        idx = [i for i in range(len(hit) - 3) if ref[i] >= c and hit[i : i + 4].all()]
+        out["relock_s"] = float(ref[idx[0]] - c) if idx else np.nan
+    if "break" in item.extra:
+        a, b = item.extra["break"]
+        sel = (ref >= a) & (ref < b)
+        out["break_kept"] = f"{int(hit[sel].sum())}/{int(sel.sum())}"
+    if "emitted_s" in res:
+        em = np.asarray(res["emitted_s"])
+        errs = []
+        for t_det, t_em in zip(det, em, strict=True):
+            j = int(np.argmin(np.abs(ref - t_det)))
+            if abs(ref[j] - t_det) <= 0.07:
+                errs.append(t_em - ref[j])
+        out["emit_err_ms"] = 1000 * float(np.median(np.abs(errs))) if errs else np.nan
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sets", default="synthetic,fof,renders-test")
+    ap.add_argument("--max-files", type=int, default=None)
+    ap.add_argument("--anchors", default=",".join(ANCHORS))
+    ap.add_argument("--json", help="write raw results here")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    tmp = Path(tempfile.mkdtemp())
+    sets: dict[str, list[Item]] = {}
+    for s in args.sets.split(","):
+        if s == "synthetic":
+            sets[s] = synthetic_set(tmp)
+        elif s == "fof":
+            sets[s] = fof_set(args.max_files)
+        elif s == "renders-test":
+            sets[s] = renders_test_set(args.max_files)
+    systems = ["onbeat", *[a for a in args.anchors.split(",") if a]]
+    raw: dict = {}
+    for set_name, items in sets.items():
+        if not items:
+            print(f"\n({set_name}: no files here, skipped)")
+            continue
+        rows = {}
+        for system in systems:
+            per = {}
+            for it in items:
+                res = run_onbeat(it.audio) if system == "onbeat" else run_anchor(system, it.audio)
+                per[it.name] = {"error": res["error"]} if "error" in res else score(it, res)
+            rows[system] = per
+        raw[set_name] = rows
+        _print_set(set_name, items, rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=2, default=float))
+
+
+def _mean(per: dict, key: str, names: list[str]) -> float:
+    vals = [per[n][key] for n in names if key in per.get(n, {})]
+    return float(np.nanmean(vals)) if vals else float("nan")
+
+
+def _print_set(set_name: str, items: list[Item], rows: dict) -> None:
+    music = [it.name for it in items if not it.extra.get("silence")]
+    print(f"\n### {set_name}: {len(music)} files\n")
+    print(
+        "| system | beat F | CMLt | AMLt | CPU s per s | CPU ratio to madmom online | emission error (median) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    base = _mean(rows.get("madmom_online", {}), "cpu_per_s", music)
+    for system, per in rows.items():
+        errs = [per[n]["error"] for n in music if "error" in per.get(n, {})]
+        if errs and len(errs) == len(music):
+            print(f"| {system} | error: {errs[0]} | | | | | |")
+            continue
+        cpu = _mean(per, "cpu_per_s", music)
+        emit = _mean(per, "emit_err_ms", music)
+        print(
+            f"| {system} | {_mean(per, 'f', music):.3f} | {_mean(per, 'cmlt', music):.3f} | "
+            f"{_mean(per, 'amlt', music):.3f} | {cpu:.4f} | {cpu / base:.2f}× | "
+            + (f"{emit:.1f} ms |" if emit == emit else "n/a |")
+        )
+    if set_name == "synthetic":
+        print(
+            "\n| system | re-lock after 120→138 BPM step | grid beats kept in 4 s break | beats in 10 s silence |"
+        )
+        print("|---|---|---|---|")
+        for system, per in rows.items():
+            st = per.get("tempo_step", {})
+            br = per.get("break_4s", {})
+            si = per.get("silence", {})
+            print(
+                f"| {system} | {st.get('relock_s', float('nan')):.2f} s | {br.get('break_kept', 'n/a')} | "
+                f"{si.get('silence_beats', 'n/a')} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
