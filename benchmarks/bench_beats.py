@@ -52,7 +52,6 @@ class Item:
 def synthetic_set(out: Path) -> list[Item]:
     """Write the synthetic files and return their ground truth."""
     import soundfile as sf
-
     from onbeat.realtime.demo import demo_song
 
     items = []
