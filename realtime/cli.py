@@ -42,6 +42,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-size", type=int, metavar="N", help="samples per audio block")
     p.add_argument("--threshold", type=float, help="onset threshold (onset.threshold)")
     p.add_argument("--no-console", action="store_true", help="no live status line")
+    p.add_argument(
+        "--osc",
+        action="append",
+        metavar="TARGET",
+        help="send OSC to [PRESET@]HOST[:PORT][:PROFILE][,latency_ms=..] (repeatable); "
+        "presets: resolume, qlcplus, touchdesigner",
+    )
+    p.add_argument("--osc-control", metavar="[HOST:]PORT", help="accept OSC control commands")
+    p.add_argument(
+        "--osc-allow", action="append", metavar="ADDR", help="allowed control sender (repeatable)"
+    )
+    p.add_argument("--ws", metavar="[HOST:]PORT", help="broadcast events as JSON over WebSocket")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of audio")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv)")
 
@@ -109,9 +121,21 @@ def config_from_args(args: argparse.Namespace) -> OnbeatConfig:
         "onset.threshold": args.threshold,
         "output.events_path": args.events,
         "output.console": False if args.no_console else None,
+        "output.osc": tuple(args.osc) if args.osc else None,
+        "output.osc_control": args.osc_control,
+        "output.osc_allow": tuple(args.osc_allow) if args.osc_allow else None,
+        "output.ws": args.ws,
     }
     config = apply_overrides(config, flags)
-    return apply_overrides(config, dict(parse_override(o) for o in args.overrides))
+    config = apply_overrides(config, dict(parse_override(o) for o in args.overrides))
+    if config.output.osc:
+        # The tracker must issue beats early enough for the most latency-compensated target.
+        from onbeat.realtime.osc import parse_osc_target, required_tracker_lead_ms
+
+        lead_s = required_tracker_lead_ms([parse_osc_target(t) for t in config.output.osc]) / 1e3
+        if lead_s > config.tracker.output_latency_s:
+            config = apply_overrides(config, {"tracker.output_latency_s": lead_s})
+    return config
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -122,12 +146,44 @@ def _setup_logging(verbosity: int) -> None:
 def _sinks(config: OnbeatConfig) -> list[Any]:
     from onbeat.realtime.sinks import ConsoleSink, JsonlSink
 
+    out = config.output
     sinks: list[Any] = []
-    if config.output.events_path:
-        sinks.append(JsonlSink(config.output.events_path))
-    if config.output.console:
+    if out.events_path:
+        sinks.append(JsonlSink(out.events_path))
+    if out.console:
         sinks.append(ConsoleSink())
+    if out.osc:
+        from onbeat.realtime.osc import build_osc_sinks, parse_osc_target
+
+        sinks += build_osc_sinks([parse_osc_target(t) for t in out.osc])
+    if out.ws:
+        from onbeat.realtime.websocket_sink import WebSocketSink, parse_ws_address
+
+        sinks.append(WebSocketSink(parse_ws_address(out.ws)))
     return sinks
+
+
+def _run_engine(config: OnbeatConfig, run: Callable[[Any, threading.Event], Any]) -> Any:
+    """Build the engine and its sinks, start OSC control if asked, run, always clean up."""
+    from onbeat.realtime.engine import Engine
+
+    sinks = _sinks(config)
+    engine = Engine(config, sinks=sinks)
+    control = None
+    if config.output.osc_control:
+        from onbeat.realtime.osc import OscControlServer, OscSink, parse_osc_control
+
+        control = OscControlServer(
+            parse_osc_control(config.output.osc_control, allow=config.output.osc_allow),
+            engine.commands,
+            sinks=[s for s in sinks if isinstance(s, OscSink)],
+        ).start()
+    try:
+        return _run_interruptible(lambda stop: run(engine, stop))
+    finally:
+        if control is not None:
+            control.close()
+        engine.close_sinks()
 
 
 def _run_interruptible(fn: Callable[[threading.Event], Any]) -> Any:
@@ -186,13 +242,10 @@ def _limit(source: Any, duration_s: float | None) -> Any:
 
 
 def _play(config: OnbeatConfig, source: Any, *, fast: bool) -> int:
-    from onbeat.realtime.engine import Engine
-
-    engine = Engine(config, sinks=_sinks(config))
     if fast:
-        summary = _run_interruptible(lambda stop: engine.run_fast(source, stop=stop))
+        summary = _run_engine(config, lambda engine, stop: engine.run_fast(source, stop=stop))
     else:
-        summary = _run_interruptible(lambda stop: engine.run_paced(source, stop=stop))
+        summary = _run_engine(config, lambda engine, stop: engine.run_paced(source, stop=stop))
     _report(summary)
     return 0
 
@@ -224,7 +277,6 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_live(args: argparse.Namespace) -> int:
     """Analyse a live input, or the demo song when no input device exists."""
-    from onbeat.realtime.engine import Engine
     from onbeat.realtime.sources import LiveSource
 
     config = config_from_args(args)
@@ -250,9 +302,9 @@ def cmd_live(args: argparse.Namespace) -> int:
         f"{live.channels} channel(s), block {a.block_size}",
         file=sys.stderr,
     )
-    engine = Engine(config, sinks=_sinks(config))
-    summary = _run_interruptible(
-        lambda stop: engine.run_live(live, stop=stop, max_duration_s=args.duration)
+    summary = _run_engine(
+        config,
+        lambda engine, stop: engine.run_live(live, stop=stop, max_duration_s=args.duration),
     )
     _report(summary)
     return 0

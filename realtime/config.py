@@ -242,6 +242,14 @@ class OutputConfig:
         Rate of level events.
     queue_size : int
         Per-sink queue length; the oldest events are dropped (and counted) beyond it.
+    osc : tuple of str
+        OSC targets, ``[PRESET@]HOST[:PORT][:PROFILE][,KEY=VALUE...]`` (``onbeat.realtime.osc``).
+    osc_control : str or None
+        ``[HOST:]PORT`` of the OSC control server (tap, nudge, resync, ...); off when None.
+    osc_allow : tuple of str
+        Sender addresses or CIDR ranges allowed to control (empty: any on the bound interface).
+    ws : str or None
+        ``[HOST:]PORT`` of the WebSocket event broadcast; off when None.
     """
 
     section: ClassVar[str] = "output"
@@ -249,11 +257,24 @@ class OutputConfig:
     console: bool = True
     level_rate_hz: float = 10.0
     queue_size: int = 8192
+    osc: tuple[str, ...] = ()
+    osc_control: str | None = None
+    osc_allow: tuple[str, ...] = ()
+    ws: str | None = None
 
     def __post_init__(self) -> None:
         s = self.section
         _check_range(s, "level_rate_hz", self.level_rate_hz, 0.1, 100.0)
         _check_range(s, "queue_size", self.queue_size, 16, 10_000_000, integer=True)
+        from onbeat.realtime.osc import parse_osc_control, parse_osc_target
+        from onbeat.realtime.websocket_sink import parse_ws_address
+
+        for t in self.osc:
+            parse_osc_target(t)
+        if self.osc_control is not None:
+            parse_osc_control(self.osc_control, allow=self.osc_allow)
+        if self.ws is not None:
+            parse_ws_address(self.ws)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,8 +324,10 @@ _SECTIONS: dict[str, type] = {
 
 def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
     """Convert a TOML or command-line value to the type of the field it replaces."""
-    if isinstance(current, tuple) or (key in ("channels", "frame_sizes", "beats_per_bar")):
-        if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(current, tuple) or (
+        key in ("channels", "frame_sizes", "beats_per_bar", "osc", "osc_allow")
+    ):
+        if isinstance(value, int | str) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{section}.{key} = {value!r} is invalid: must be a list")
@@ -315,7 +338,11 @@ def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
         return value
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if key in ("device", "events_path") and value is not None and not isinstance(value, str):
+    if (
+        key in ("device", "events_path", "osc_control", "ws")
+        and value is not None
+        and not isinstance(value, str)
+    ):
         return str(value)
     return value
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from onbeat.realtime.analysis import Analyzer
 from onbeat.realtime.bus import EventBus, Sink, SinkThread
+from onbeat.realtime.commands import CommandQueue
 from onbeat.realtime.config import OnbeatConfig
 from onbeat.realtime.events import DeviceEvent
 from onbeat.realtime.ringbuffer import RingBuffer
@@ -106,6 +107,8 @@ class Engine:
         self.analyzer: Analyzer | None = None
         self.ring: RingBuffer | None = None
         self.first_frame_wall: float | None = None
+        #: Tracker commands (OSC control, GUI); shared by every analyzer this engine runs.
+        self.commands = CommandQueue()
         #: Observers called after every frame with (analyzer, frame index, sample index), on the
         #: analysis thread; they must be quick and must not block (evaluation, read-only views).
         self.frame_hooks: list[Callable[[Analyzer, int, int], None]] = []
@@ -119,6 +122,7 @@ class Engine:
             self.config, self.bus, device_rate_hz=rate_hz, channels_in=channels, source_name=name
         )
         analyzer.prepare()
+        analyzer.commands = self.commands
         self.ring, self.analyzer = ring, analyzer
 
         hooks = tuple(self.frame_hooks)
