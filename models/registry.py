@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from onbeat.models.lstm import LSTMSpec, load_model
+from onbeat.models.streaming import LSTMSpec, load_model
 
 __all__ = ["WEIGHTS_DIR", "available", "load_lstm"]
 

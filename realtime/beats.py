@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from onbeat.models.lstm import NumbaLSTM
 from onbeat.models.registry import available
+from onbeat.models.streaming import NumbaLSTM
 from onbeat.realtime.commands import Command
 from onbeat.realtime.config import BeatConfig, FeatureConfig
 from onbeat.realtime.events import Event

@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from onbeat.models.lstm import NumbaLSTM
 from onbeat.models.registry import available, load_lstm
+from onbeat.models.streaming import NumbaLSTM
 from onbeat.realtime.config import FeatureConfig, OnsetConfig
 from onbeat.realtime.errors import StageError
 from onbeat.realtime.events import EMPTY, Event

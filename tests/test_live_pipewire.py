@@ -88,3 +88,59 @@ def test_live_virtual_microphone_onsets_track_clicks(tmp_path):
     assert health and health[-1]["xruns"] == 0
     assert any(e["type"] == "device" and e["state"] == "opened" for e in events)
     assert events[-1]["type"] == "end"
+
+
+def test_vanished_stream_is_reopened_not_fatal(tmp_path):
+    """Destroy onbeat's PipeWire client mid-stream: it reports the loss, reopens, and goes on."""
+    out = tmp_path / "vanish.jsonl"
+    try:
+        mic_cm = virtual_microphone()
+        mic = mic_cm.__enter__()
+    except PipeWireUnavailable as exc:
+        pytest.skip(f"PipeWire cannot start here: {exc}")
+    try:
+        env = {**mic.env, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "onbeat",
+                "live",
+                "--device",
+                mic.input_device,
+                "--events",
+                str(out),
+                "--no-console",
+                "--duration",
+                "6",
+                "--set",
+                "audio.latency_s=0.1",
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 20
+        while time.time() < deadline and (not out.exists() or '"level"' not in out.read_text()):
+            time.sleep(0.05)
+        dump = json.loads(
+            subprocess.run(["pw-dump"], env=env, capture_output=True, text=True, timeout=10).stdout
+        )
+        clients = [
+            o["id"]
+            for o in dump
+            if o.get("type") == "PipeWire:Interface:Client"
+            and "python" in json.dumps(o.get("info", {}).get("props", {})).lower()
+        ]
+        assert clients, "onbeat's PipeWire client not found"
+        for cid in clients:
+            subprocess.run(["pw-cli", "destroy", str(cid)], env=env, timeout=10, check=True)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        mic_cm.__exit__(None, None, None)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    events = [json.loads(ln) for ln in out.read_text().splitlines()]
+    states = [e["state"] for e in events if e["type"] == "device"]
+    assert states[:1] == ["opened"] and "lost" in states and "reopened" in states, states
+    assert events[-1]["type"] == "end" and events[-1]["time_s"] >= 5.9

@@ -61,3 +61,17 @@ def test_save_and_load_roundtrip(tmp_path):
     with torch.inference_mode():
         ref = torch.sigmoid(net(x))[0].numpy()
     np.testing.assert_allclose(fast.step(x[0, 0].numpy()), ref[0], atol=1e-5)
+
+
+def test_live_path_never_imports_torch():
+    """Start-up stays fast: the engine, stages and streaming models load without torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, onbeat.realtime.cli, onbeat.realtime.engine, onbeat.realtime.analysis, "
+        "onbeat.realtime.beats, onbeat.realtime.neural, onbeat.models.registry; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
