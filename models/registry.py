@@ -1,11 +1,13 @@
 """Where the committed weights live and how to load them by name.
 
 Weights ship inside the package (``onbeat/models/weights/NAME.safetensors`` with ``NAME.json``
-holding the spec and model card metadata); nothing is ever downloaded.
+holding the spec and model card metadata); nothing is ever downloaded. ``ONBEAT_MODELS=DIR``
+makes a folder of freshly trained weights take precedence, model by model (for evaluation).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,16 @@ __all__ = ["WEIGHTS_DIR", "available", "load_lstm"]
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
+def _default_dir(name: str) -> Path:
+    override = os.environ.get("ONBEAT_MODELS")
+    if override and (Path(override) / f"{name}.safetensors").exists():
+        return Path(override)
+    return WEIGHTS_DIR
+
+
 def available(name: str, directory: Path | None = None) -> bool:
     """Whether weights for ``name`` are present."""
-    d = directory or WEIGHTS_DIR
+    d = directory or _default_dir(name)
     return (d / f"{name}.safetensors").exists() and (d / f"{name}.json").exists()
 
 
@@ -33,7 +42,7 @@ def load_lstm(
     FileNotFoundError
         When no weights of that name ship with this installation.
     """
-    d = directory or WEIGHTS_DIR
+    d = directory or _default_dir(name)
     if not available(name, d):
         raise FileNotFoundError(f"no weights named {name!r} in {d}")
     return load_model(d / f"{name}.safetensors")

@@ -83,6 +83,7 @@ class BeatStage:
         self.tracker.prepare(ctx)
         self._decay = 0.5 ** (1.0 / (self.config.dsp_half_life_s * ctx.frame_rate_hz))
         self._gate_power = 10.0 ** (self.config.gate_dbfs / 10.0)
+        self._gate_hold = round(self.config.gate_hold_s * ctx.frame_rate_hz)
         self.reset()
 
     def reset(self) -> None:
@@ -91,6 +92,7 @@ class BeatStage:
             self.net.reset()
         self.tracker.reset()
         self._peak = 1e-3
+        self._quiet_frames = 0
         self.activation = 0.0
         self.downbeat_activation = 0.0
 
@@ -135,4 +137,6 @@ class BeatStage:
             act[1] = 0.0
         self.activation = float(act[0])
         self.downbeat_activation = float(act[1])
-        return tuple(self.tracker.process(act, sample_index, silent=power < self._gate_power))
+        self._quiet_frames = self._quiet_frames + 1 if power < self._gate_power else 0
+        silent = self._quiet_frames > self._gate_hold
+        return tuple(self.tracker.process(act, sample_index, silent=silent))

@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG", help="plot path (default: eval_TASK.png)")
     _common(p)
 
+    from onbeat.gui.app import add_arguments as add_gui_arguments
+
+    p = sub.add_parser("gui", help="the desktop visualizer (live input, FILE, or --demo)")
+    add_gui_arguments(p)
+
     p = sub.add_parser("train", help="train a model (resumable; see training/)")
     p.add_argument("task", choices=["onsets", "beats"])
     p.add_argument("--epochs", type=int, default=30)
@@ -352,6 +357,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    """Open the desktop visualizer."""
+    from onbeat.gui.app import run
+
+    return int(run(args))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume training) a model and export it."""
     from pathlib import Path
@@ -379,6 +391,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "eval": cmd_eval,
     "train": cmd_train,
+    "gui": cmd_gui,
 }
 
 

@@ -207,8 +207,11 @@ class BeatConfig:
         Activation: the beat LSTM, the DSP fallback, the LSTM when it ships (auto), or no
         beat tracking at all.
     gate_dbfs : float
-        Frames whose RMS level is below this are silent: no evidence, and no beats once the
-        tracker's flywheel runs out.
+        Input whose RMS level stays below this for ``gate_hold_s`` is silence: no evidence, and
+        no beats once the tracker's flywheel runs out.
+    gate_hold_s : float
+        How long the level must stay below the gate (gaps between clicks or notes are not
+        silence).
     dsp_half_life_s : float
         Decay of the DSP fallback's normalising maximum.
     """
@@ -216,6 +219,7 @@ class BeatConfig:
     section: ClassVar[str] = "beats"
     source: str = "auto"
     gate_dbfs: float = -60.0
+    gate_hold_s: float = 1.0
     dsp_half_life_s: float = 4.0
 
     def __post_init__(self) -> None:
@@ -225,6 +229,7 @@ class BeatConfig:
                 f"{s}.source = {self.source!r} is invalid: must be auto, lstm, dsp or off"
             )
         _check_range(s, "gate_dbfs", self.gate_dbfs, -140.0, 0.0)
+        _check_range(s, "gate_hold_s", self.gate_hold_s, 0.0, 60.0)
         _check_range(s, "dsp_half_life_s", self.dsp_half_life_s, 0.1, 60.0)
 
 
