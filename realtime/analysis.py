@@ -165,7 +165,9 @@ class Analyzer:
         c = self.config
         self.beats = None
         if c.beats.source != "off":
-            self.beats = BeatStage(c.beats, c.tracker, c.features, hop_size=self.hop)
+            self.beats = BeatStage(
+                c.beats, c.tracker, c.features, self.features.layout, hop_size=self.hop
+            )
             self.beats.prepare(self.ctx)
         self._max_n = self.features.spec.frame_size
         # Mirrored analysis history: the newest max_n samples are always contiguous.
@@ -319,9 +321,7 @@ class Analyzer:
         if self.beats is not None:
             hop_samples = window[self._max_n - self.hop :]
             power = float(np.dot(hop_samples, hop_samples)) / self.hop
-            beat_events = self.beats.process(
-                self.features.output, end, onset_activation=self.onsets.activation, power=power
-            )
+            beat_events = self.beats.process(self.features.output, end, power=power)
             if beat_events:
                 self._publish(beat_events)
         self.frames += 1

@@ -19,7 +19,9 @@ from onbeat.models.streaming import NumbaLSTM
 from onbeat.realtime.commands import Command
 from onbeat.realtime.config import BeatConfig, FeatureConfig
 from onbeat.realtime.events import Event
+from onbeat.realtime.features import FeatureLayout
 from onbeat.realtime.neural import load_stream_model
+from onbeat.realtime.onset import superflux_activation
 from onbeat.realtime.stages import StageSpec, StreamContext
 from onbeat.realtime.tracker import BeatTracker, TrackerConfig
 
@@ -44,7 +46,13 @@ class BeatStage:
     name: ClassVar[str] = "beats"
 
     def __init__(
-        self, config: BeatConfig, tracker: TrackerConfig, features: FeatureConfig, *, hop_size: int
+        self,
+        config: BeatConfig,
+        tracker: TrackerConfig,
+        features: FeatureConfig,
+        layout: FeatureLayout,
+        *,
+        hop_size: int,
     ) -> None:
         self.config = config
         self.features = features
@@ -69,6 +77,9 @@ class BeatStage:
         self.downbeat_activation = 0.0
         self._act = np.zeros(2, dtype=np.float32)
         self.net: NumbaLSTM | None = None
+        blocks = [layout.block("pdiff", n) for n in layout.frame_sizes]
+        self._pd_starts = np.asarray([b.start for b in blocks], dtype=np.int64)
+        self._pd_stops = np.asarray([b.stop for b in blocks], dtype=np.int64)
 
     def prepare(self, ctx: StreamContext) -> None:
         """Load the model (if any), prepare the tracker, set the gate."""
@@ -109,7 +120,6 @@ class BeatStage:
         frame: npt.NDArray[np.float32],
         sample_index: int,
         *,
-        onset_activation: float,
         power: float,
     ) -> tuple[Event, ...]:
         """One frame: activation, gate, tracker.
@@ -120,8 +130,6 @@ class BeatStage:
             The feature frame.
         sample_index : int
             End of the frame.
-        onset_activation : float
-            The SuperFlux or LSTM onset activation of this frame (DSP fallback input).
         power : float
             Mean square of this hop's samples (for the silence gate).
 
@@ -132,8 +140,9 @@ class BeatStage:
             out = self.net.step(frame)
             act[0], act[1] = out[0], out[1]
         else:
-            self._peak = max(onset_activation, self._peak * self._decay, 1e-3)
-            act[0] = min(1.0, onset_activation / self._peak)
+            flux = superflux_activation(frame, self._pd_starts, self._pd_stops)
+            self._peak = max(flux, self._peak * self._decay, 1e-3)
+            act[0] = min(1.0, flux / self._peak)
             act[1] = 0.0
         self.activation = float(act[0])
         self.downbeat_activation = float(act[1])

@@ -24,7 +24,13 @@ from onbeat.realtime.events import EMPTY, Event, OnsetEvent
 from onbeat.realtime.features import FeatureLayout
 from onbeat.realtime.stages import StageSpec, StreamContext
 
-__all__ = ["OnlinePeakPicker", "SuperFluxOnsets", "onset_event", "pick_peaks_online"]
+__all__ = [
+    "OnlinePeakPicker",
+    "SuperFluxOnsets",
+    "onset_event",
+    "pick_peaks_online",
+    "superflux_activation",
+]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -70,6 +76,18 @@ def _pick_step(
         if hist[(t - k) % depth] > value:
             return False
     return True
+
+
+def superflux_activation(
+    features: npt.NDArray[np.float32],
+    starts: npt.NDArray[np.int64],
+    stops: npt.NDArray[np.int64],
+) -> float:
+    """Mean of the ``pdiff`` blocks ``[starts[i], stops[i])`` of one feature frame.
+
+    Real-time safety: one numba call, no allocation.
+    """
+    return float(_activation(features, starts, stops))
 
 
 def pick_peaks_online(
@@ -204,7 +222,7 @@ class SuperFluxOnsets:
 
         Real-time safety: two numba calls on preallocated state; allocates only the event.
         """
-        a = _activation(frame, self._starts, self._stops)
+        a = superflux_activation(frame, self._starts, self._stops)
         self.activation = a
         if not self.picker.step(a):
             return EMPTY
