@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from onbeat.realtime.cli import add_config_arguments
 from onbeat.realtime.config import apply_overrides, load_config, parse_override
 from onbeat.realtime.errors import OnbeatError
 
@@ -43,15 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="live input device: index or name fragment")
     p.add_argument("--audible", action="store_true", help="also play a replayed file")
     p.add_argument("--fps", type=int, help="display refresh rate, 30 to 60")
-    p.add_argument("--config", metavar="FILE.toml", help="TOML engine configuration")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one engine config value (repeatable)",
-    )
+    add_config_arguments(p)
     p.add_argument("--quit-after", type=float, metavar="S", help="close after S seconds")
     p.add_argument("--screenshot", metavar="PNG", help="save the window before quitting")
     p.add_argument("--no-save", action="store_true", help="do not write the GUI settings on exit")

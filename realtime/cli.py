@@ -28,7 +28,8 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("onbeat")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """``--config FILE.toml`` and repeatable ``--set SECTION.KEY=VALUE`` (shared with the GUI)."""
     p.add_argument("--config", metavar="FILE.toml", help="TOML configuration file")
     p.add_argument(
         "--set",
@@ -38,6 +39,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one config value (repeatable), e.g. --set onset.threshold=0.6",
     )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
     p.add_argument("--events", metavar="PATH", help="write every event to this JSON Lines file")
     p.add_argument("--block-size", type=int, metavar="N", help="samples per audio block")
     p.add_argument("--threshold", type=float, help="onset threshold (onset.threshold)")

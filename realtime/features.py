@@ -269,6 +269,20 @@ class SpectralFeatures:
         self._diff_frames = np.asarray(
             [diff_frames_for(int(n), c.hop_size, c.diff_ratio) for n in sizes], dtype=np.int64
         )
+        # Arguments of every kernel call that never change during a stream.
+        self._static = (
+            self._sizes,
+            self._win_flat,
+            self._win_off,
+            self._fb_start,
+            self._fb_len,
+            self._fb_off,
+            self._fb_w,
+            self._band_off,
+            self._diff_frames,
+            c.diff_max_bins,
+            c.log_mul,
+        )
         self._scratch = np.zeros(int(sizes.max()), dtype=np.float64)
         self._bands = np.zeros(int(max(self.layout.bands)), dtype=np.float64)
         self._hist = np.zeros((int(self._diff_frames.max()) + 1, sum(self.layout.bands)))
@@ -305,23 +319,7 @@ class SpectralFeatures:
         allocates its result inside numba, never through Python).
         """
         _frame_kernel(
-            window,
-            self._t,
-            self._sizes,
-            self._win_flat,
-            self._win_off,
-            self._fb_start,
-            self._fb_len,
-            self._fb_off,
-            self._fb_w,
-            self._band_off,
-            self._diff_frames,
-            self.config.diff_max_bins,
-            self.config.log_mul,
-            self._scratch,
-            self._bands,
-            self._hist,
-            self.output,
+            window, self._t, *self._static, self._scratch, self._bands, self._hist, self.output
         )
         self._t += 1
         return EMPTY
@@ -348,25 +346,7 @@ class SpectralFeatures:
         bands = np.zeros_like(self._bands)
         for t in range(n_frames):
             end = (t + 1) * hop + max_n
-            _frame_kernel(
-                padded[end - max_n : end],
-                t,
-                self._sizes,
-                self._win_flat,
-                self._win_off,
-                self._fb_start,
-                self._fb_len,
-                self._fb_off,
-                self._fb_w,
-                self._band_off,
-                self._diff_frames,
-                self.config.diff_max_bins,
-                self.config.log_mul,
-                scratch,
-                bands,
-                hist,
-                out[t],
-            )
+            _frame_kernel(padded[end - max_n : end], t, *self._static, scratch, bands, hist, out[t])
         return out
 
 
