@@ -4,7 +4,7 @@ Sources (read from ``../shared/data/midi`` or ``--data-root``; research use, nev
 
 * ``groove``: Groove MIDI drum performances, played to a metronome. The beat grid is the MIDI
   tempo and time signature, moved by a constant per performance onto the drummer's on-beat
-  kick and snare hits (:func:`groove_grid_shift`; drummers play ~12 ms ahead of the click on
+  hits (:func:`groove_grid_shift`; drummers play ~12 ms ahead of the click on
   average). Most items are layered with a generated bass line and chords on
   that grid (random key, progression, pattern and GM programs); some stay drums only.
 * ``pop909``: piano arrangements (melody, bridge and accompaniment tracks) with random GM
@@ -713,7 +713,7 @@ def _groove_items(root: Path) -> Iterator[Item]:
                     (n.start, n.end, n.pitch, n.velocity) for i in pm.instruments for n in i.notes
                 )
             ]
-            shift = groove_grid_shift(b, [s for s, _, p, v in drums if p in KICK_SNARE and v >= 40])
+            shift = groove_grid_shift(b, [s for s, _, _, v in drums if v >= 40])
             b = b + shift
             parts = [Part("drums", drums, 0, True, level_db=float(rng.uniform(-3, 3)))]
             u = rng.random()
@@ -733,16 +733,14 @@ def _groove_items(root: Path) -> Iterator[Item]:
         yield Item(name, "groove", piece, split_of("groove", piece), build)
 
 
-KICK_SNARE = (35, 36, 38, 40)
-
-
-def groove_grid_shift(beats: Array, hits: Sequence[float], min_hits: int = 5) -> float:
+def groove_grid_shift(beats: Array, hits: Sequence[float], min_hits: int = 8) -> float:
     """Median deviation (s) of on-beat hits from the metronome grid.
 
     Groove drummers play about 12 ms ahead of the click on average (-31 to +9 ms for 90 % of
-    the performances), so the grid is moved onto the drums' own beat: the median of the
-    deviations of kick and snare hits that lie within 12 % of a beat period of a grid beat
-    (0 when fewer than ``min_hits`` do).
+    the performances), so the grid is moved onto the drums' own beat: the median deviation of
+    the hits (any drum, velocity >= 40 in practice) that lie within 12 % of a beat period of a
+    grid beat, 0 when fewer than ``min_hits`` do. Off-beat eighths and sixteenths fall outside
+    that window; all drums count so that a ride or hi-hat keeping time (jazz, latin) does.
     """
     t = np.asarray(hits, dtype=np.float64)
     if beats.shape[0] < 2 or t.size < min_hits:
