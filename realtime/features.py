@@ -119,7 +119,11 @@ def _frame_kernel(
         for i in range(n):
             scratch[i] = window[base + i] * win_flat[wo + i]
         spec = np.fft.rfft(scratch[:n])
-        mag = np.abs(spec)
+        mag = scratch[: spec.shape[0]]  # the windowed frame is no longer needed
+        for i in range(spec.shape[0]):  # sqrt(re^2 + im^2): cheaper than hypot's safe path
+            re = spec[i].real
+            im = spec[i].imag
+            mag[i] = np.sqrt(re * re + im * im)
         b0 = band_off[r]
         b1 = band_off[r + 1]
         nb = b1 - b0
