@@ -120,7 +120,8 @@ def run_onbeat(path: Path) -> dict:
     }
 
 
-def run_anchor(system: str, path: Path) -> dict:
+def run_anchor(system: str, path: Path, task: str = "beats") -> dict:
+    """Run one anchor system on one file in the anchors venv; its JSON result."""
     venv = Path(os.environ.get("ANCHORS_VENV", ROOT / ".venv-anchors"))
     py = venv / "bin" / "python"
     if not py.exists():
@@ -131,7 +132,7 @@ def run_anchor(system: str, path: Path) -> dict:
                 str(py),
                 str(ROOT / "benchmarks/anchors/run_anchor.py"),
                 system,
-                "beats",
+                task,
                 str(path),
                 "--json",
                 tmp.name,
