@@ -231,8 +231,10 @@ def _run_interruptible(fn: Callable[[threading.Event], Any]) -> Any:
 
 def _report(summary: Any) -> None:
     onsets = summary.counts.get("onset", 0)
+    beats = summary.counts.get("beat", 0)
     print(
-        f"onbeat: {summary.audio_s:.1f} s of audio analysed ({summary.reason}): {onsets} onsets, "
+        f"onbeat: {summary.audio_s:.1f} s of audio analysed ({summary.reason}): {beats} beats, "
+        f"{onsets} onsets, "
         f"CPU {100 * summary.cpu_per_audio_s:.2f} % of one core, xruns {summary.xruns}, "
         f"overflows {summary.overflows}, dropped events {summary.dropped}",
         file=sys.stderr,

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from onbeat.realtime.errors import OnbeatError
 from onbeat.realtime.events import (
+    BeatEvent,
     Event,
     HealthEvent,
     LevelEvent,
@@ -93,6 +94,7 @@ class ConsoleSink:
         self._rms = -120.0
         self._health: HealthEvent | None = None
         self._source = ""
+        self._beat: BeatEvent | None = None
 
     def handle(self, event: Event) -> None:
         """Update counters from one event."""
@@ -101,6 +103,8 @@ class ConsoleSink:
             self.onsets += 1
             self._flash = 3
             self._last_onset_s = event.time_s
+        elif isinstance(event, BeatEvent):
+            self._beat = event
         elif isinstance(event, LevelEvent):
             self._rms = event.rms_dbfs
         elif isinstance(event, HealthEvent):
@@ -113,8 +117,15 @@ class ConsoleSink:
         h = self._health
         flash = "*" if self._flash > 0 else " "
         xr = f"xruns {h.xruns} lost {h.lost_samples} drop {h.dropped}" if h else "xruns 0"
+        b = self._beat
+        beat = (
+            f"beat {b.beat_in_bar}/{b.beat_index + 1:<4d} {b.bpm:6.1f} BPM "
+            f"{'locked' if b.locked else 'search'} {100 * b.confidence:3.0f}%"
+            if b
+            else "beat -        ---.- BPM search   0%"
+        )
         return (
-            f"{self._time_s:7.1f}s {flash} onsets {self.onsets:5d} | "
+            f"{self._time_s:7.1f}s {flash} {beat} | onsets {self.onsets:5d} | "
             f"level {self._rms:6.1f} dBFS {_meter(self._rms)} | {xr}"
         )
 
