@@ -4,6 +4,8 @@
 set -euo pipefail
 pkgs=(libportaudio2 libsndfile1 pipewire pipewire-pulse pipewire-alsa wireplumber
       pulseaudio-utils dbus
+      # MIDI clock tests: JACK with its dummy driver (no ALSA sequencer in the container)
+      jackd2
       # Qt (PyQt6) offscreen and under Xvfb: pytest-qt imports QtGui at start-up
       xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0
       libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1

@@ -59,6 +59,24 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--osc-allow", action="append", metavar="ADDR", help="allowed control sender (repeatable)"
     )
     p.add_argument("--ws", metavar="[HOST:]PORT", help="broadcast events as JSON over WebSocket")
+    p.add_argument(
+        "--link",
+        nargs="?",
+        const="",
+        metavar="KEY=VALUE,...",
+        help="join an Ableton Link session and lead its tempo and phase once locked; options: "
+        "min_confidence, tempo_tolerance_pct, phase_tolerance_ms, yield_s, offset_ms, "
+        "force_phase, initial_bpm (put the flag after a FILE argument)",
+    )
+    p.add_argument(
+        "--midi-clock",
+        nargs="?",
+        const="",
+        metavar="PORT",
+        help="send MIDI clock (24 per beat, start/stop, song position) to the output PORT (a "
+        "part of its name), or to a new virtual port onbeat:clock without PORT; options after "
+        "a comma: api=alsa|jack, latency_ms, start_on=lock|beat, downbeat, stop_after_s, spp",
+    )
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of audio")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv)")
 
@@ -135,6 +153,8 @@ def config_from_args(args: argparse.Namespace) -> OnbeatConfig:
         "output.osc_control": args.osc_control,
         "output.osc_allow": tuple(args.osc_allow) if args.osc_allow else None,
         "output.ws": args.ws,
+        "output.link": args.link,
+        "output.midi_clock": args.midi_clock,
     }
     config = apply_overrides(config, flags)
     config = apply_overrides(config, dict(parse_override(o) for o in args.overrides))
@@ -170,6 +190,14 @@ def _sinks(config: OnbeatConfig) -> list[Any]:
         from onbeat.realtime.websocket_sink import WebSocketSink, parse_ws_address
 
         sinks.append(WebSocketSink(parse_ws_address(out.ws)))
+    if out.link is not None:
+        from onbeat.realtime.link_sink import LinkSink, parse_link_options
+
+        sinks.append(LinkSink(parse_link_options(out.link)))
+    if out.midi_clock is not None:
+        from onbeat.realtime.midi_clock import MidiClockSink, parse_midi_clock
+
+        sinks.append(MidiClockSink(parse_midi_clock(out.midi_clock)))
     return sinks
 
 

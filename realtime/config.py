@@ -255,6 +255,12 @@ class OutputConfig:
         Sender addresses or CIDR ranges allowed to control (empty: any on the bound interface).
     ws : str or None
         ``[HOST:]PORT`` of the WebSocket event broadcast; off when None.
+    link : str or None
+        Ableton Link peer options, ``KEY=VALUE,...`` (``onbeat.realtime.link_sink``); empty for
+        the defaults, off when None.
+    midi_clock : str or None
+        MIDI clock output ``[PORT][,KEY=VALUE...]`` (``onbeat.realtime.midi_clock``); empty for a
+        virtual port ``onbeat:clock``, off when None.
     """
 
     section: ClassVar[str] = "output"
@@ -266,11 +272,15 @@ class OutputConfig:
     osc_control: str | None = None
     osc_allow: tuple[str, ...] = ()
     ws: str | None = None
+    link: str | None = None
+    midi_clock: str | None = None
 
     def __post_init__(self) -> None:
         s = self.section
         _check_range(s, "level_rate_hz", self.level_rate_hz, 0.1, 100.0)
         _check_range(s, "queue_size", self.queue_size, 16, 10_000_000, integer=True)
+        from onbeat.realtime.link_sink import parse_link_options
+        from onbeat.realtime.midi_clock import parse_midi_clock
         from onbeat.realtime.osc import parse_osc_control, parse_osc_target
         from onbeat.realtime.websocket_sink import parse_ws_address
 
@@ -280,6 +290,10 @@ class OutputConfig:
             parse_osc_control(self.osc_control, allow=self.osc_allow)
         if self.ws is not None:
             parse_ws_address(self.ws)
+        if self.link is not None:
+            parse_link_options(self.link)
+        if self.midi_clock is not None:
+            parse_midi_clock(self.midi_clock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +351,8 @@ def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{section}.{key} = {value!r} is invalid: must be a list")
         return tuple(value)
+    if key in ("link", "midi_clock") and isinstance(value, bool):
+        return "" if value else None  # TOML: link = true (defaults) / false (off)
     if isinstance(current, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{section}.{key} = {value!r} is invalid: must be true or false")
@@ -344,7 +360,7 @@ def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if (
-        key in ("device", "events_path", "osc_control", "ws")
+        key in ("device", "events_path", "osc_control", "ws", "link", "midi_clock")
         and value is not None
         and not isinstance(value, str)
     ):
