@@ -2,6 +2,7 @@
 # System packages the tests need (Debian, run as root). Idempotent: apt runs only when
 # something is missing.
 set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive  # jackd2 asks about realtime priority otherwise
 pkgs=(libportaudio2 libsndfile1 pipewire pipewire-pulse pipewire-alsa wireplumber
       pulseaudio-utils dbus
       # MIDI clock tests: JACK with its dummy driver (no ALSA sequencer in the container)
