@@ -83,6 +83,7 @@ from onbeat.realtime.events import (
     TagsEvent,
     TempoEvent,
 )
+from onbeat.realtime.validation import split_host_port
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
@@ -1026,19 +1027,9 @@ def parse_osc_control(
         Naming the flag and what is wrong.
     """
     where = f"--osc-control {text!r}"
-    text = text.strip()
-    host = "127.0.0.1"
-    port_text = text
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ConfigError(f"{where}: expected [IPV6]:PORT")
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-    if not port_text.isdigit():
-        raise ConfigError(f"{where}: expected [HOST:]PORT with a numeric port")
+    host, port = split_host_port(text, where)
     try:
-        return OscControlConfig(port=int(port_text), host=host, prefix=prefix, allow=tuple(allow))
+        return OscControlConfig(port=port, host=host, prefix=prefix, allow=tuple(allow))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -6,7 +6,7 @@ import math
 
 from onbeat.realtime.errors import ConfigError
 
-__all__ = ["check_range"]
+__all__ = ["check_range", "split_host_port"]
 
 
 def check_range(
@@ -19,3 +19,24 @@ def check_range(
         ok = float(value).is_integer()
     if not ok or not math.isfinite(float(value)) or not lo <= value <= hi:
         raise ConfigError(f"{section}.{key} = {value!r} is invalid: must be {kind} in [{lo}, {hi}]")
+
+
+def split_host_port(text: str, where: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """Parse ``[HOST:]PORT`` (``9000``, ``0.0.0.0:9000``, ``[::1]:9000``).
+
+    Raises
+    ------
+    ConfigError
+        Prefixed with ``where`` (the flag and its value).
+    """
+    text = text.strip()
+    host, port_text = default_host, text
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ConfigError(f"{where}: expected [IPV6]:PORT")
+    elif ":" in text:
+        host, _, port_text = text.rpartition(":")
+    if not port_text.isdigit():
+        raise ConfigError(f"{where}: expected [HOST:]PORT with a numeric port")
+    return host, int(port_text)

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from onbeat.realtime.errors import ConfigError, OnbeatError
 from onbeat.realtime.events import Event, event_to_dict
+from onbeat.realtime.validation import split_host_port
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -82,18 +83,9 @@ def parse_ws_address(text: str, *, queue_size: int = 256) -> WebSocketConfig:
         Naming the flag and what is wrong.
     """
     where = f"--ws {text!r}"
-    text = text.strip()
-    host, port_text = "127.0.0.1", text
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ConfigError(f"{where}: expected [IPV6]:PORT")
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-    if not port_text.isdigit():
-        raise ConfigError(f"{where}: expected [HOST:]PORT with a numeric port")
+    host, port = split_host_port(text, where)
     try:
-        return WebSocketConfig(host=host, port=int(port_text), queue_size=queue_size)
+        return WebSocketConfig(host=host, port=port, queue_size=queue_size)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
