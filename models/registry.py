@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from onbeat.models.streaming import LSTMSpec, load_model
 
-__all__ = ["WEIGHTS_DIR", "available", "load_lstm"]
+__all__ = ["WEIGHTS_DIR", "available", "load_lstm", "weights_path"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -24,6 +24,11 @@ def _default_dir(name: str) -> Path:
     if override and (Path(override) / f"{name}.safetensors").exists():
         return Path(override)
     return WEIGHTS_DIR
+
+
+def weights_path(name: str) -> Path:
+    """The ``NAME.safetensors`` file that would be loaded (``ONBEAT_MODELS`` first)."""
+    return _default_dir(name) / f"{name}.safetensors"
 
 
 def available(name: str, directory: Path | None = None) -> bool:

@@ -232,6 +232,18 @@ class Analyzer:
         """Samples clamped to full scale so far."""
         return int(self._counts[1])
 
+    def latest_hop(self) -> npt.NDArray[np.float32]:
+        """A read-only view of the newest hop of analysis-rate mono samples (valid until the
+        next frame); for frame hooks that keep their own history, such as the tagger."""
+        p = self.samples % self._max_n
+        view = self._hist[p + self._max_n - self.hop : p + self._max_n].view()
+        view.flags.writeable = False
+        return view
+
+    def publish(self, events: tuple[Event, ...] | list[Event]) -> None:
+        """Publish events from a frame hook on the analysis thread (counted like the stages')."""
+        self._publish(events)
+
     def _publish(self, events: tuple[Event, ...] | list[Event]) -> None:
         counts = self.counts
         for e in events:

@@ -116,12 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_gui_arguments(p)
 
     p = sub.add_parser("train", help="train a model (resumable; see training/)")
-    p.add_argument("task", choices=["onsets", "beats"])
+    p.add_argument("task", choices=["onsets", "beats", "tags"])
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--steps", type=int, default=200, help="batches per epoch")
     p.add_argument("--run-dir", default="runs", help="checkpoints and logs (resume from here)")
     p.add_argument("--export", default=None, help="weights folder (default: the package's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", type=int, default=None, help="LSTM units (default: per task)")
+    p.add_argument("--crop-frames", type=int, default=None, help="training crop length (frames)")
+    p.add_argument(
+        "--max-train", type=int, default=0, help="beats: at most this many items (0 = all)"
+    )
+    p.add_argument(
+        "--cv-steps", type=int, default=1000, help="tags: batches per cross-validation fold"
+    )
+    p.add_argument("--folds", type=int, default=10, help="tags: artist-disjoint CV folds (0: none)")
     p.add_argument("-v", "--verbose", action="count", default=1)
 
     p = sub.add_parser("demo", help="play the built-in synthesized demo song")
@@ -414,6 +423,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             run_root=Path(args.run_dir),
             export_dir=Path(args.export) if args.export else WEIGHTS_DIR,
             seed=args.seed,
+            hidden=args.hidden,
+            crop_frames=args.crop_frames,
+            max_train=args.max_train,
+            cv_steps=args.cv_steps,
+            folds=args.folds,
         )
     except FileNotFoundError as exc:
         raise OnbeatError(str(exc)) from None

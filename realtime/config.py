@@ -35,6 +35,7 @@ __all__ = [
     "OnbeatConfig",
     "OnsetConfig",
     "OutputConfig",
+    "TagsConfig",
     "apply_overrides",
     "load_config",
 ]
@@ -234,6 +235,46 @@ class BeatConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TagsConfig:
+    """The windowed CNN (genre, mood, voice) in its background thread.
+
+    Parameters
+    ----------
+    enabled : {"auto", "on", "off"}
+        ``auto`` runs the tagger when its weights ship (``models/weights/tags.*``); ``on``
+        requires them.
+    hop_s : float
+        Stream time between windows.
+    window_s : float
+        Audio per window.
+    ema_s : float
+        Time constant of the exponential smoothing of the published probabilities.
+    hysteresis : float
+        The displayed top genre / quadrant changes only when another leads it by this much.
+    gate_dbfs : float
+        Windows whose RMS level is below this are room noise: no tags (the last state holds).
+    """
+
+    section: ClassVar[str] = "tags"
+    enabled: str = "auto"
+    hop_s: float = 1.5
+    window_s: float = 3.0
+    ema_s: float = 4.0
+    hysteresis: float = 0.1
+    gate_dbfs: float = -50.0
+
+    def __post_init__(self) -> None:
+        s = self.section
+        if self.enabled not in ("auto", "on", "off"):
+            raise ConfigError(f"{s}.enabled = {self.enabled!r} is invalid: must be auto, on or off")
+        _check_range(s, "hop_s", self.hop_s, 0.1, 60.0)
+        _check_range(s, "window_s", self.window_s, 1.0, 30.0)
+        _check_range(s, "ema_s", self.ema_s, 0.0, 600.0)
+        _check_range(s, "hysteresis", self.hysteresis, 0.0, 1.0)
+        _check_range(s, "gate_dbfs", self.gate_dbfs, -140.0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
 class OutputConfig:
     """Where events go.
 
@@ -305,6 +346,7 @@ class OnbeatConfig:
     onset: OnsetConfig = field(default_factory=OnsetConfig)
     beats: BeatConfig = field(default_factory=BeatConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    tags: TagsConfig = field(default_factory=TagsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def __post_init__(self) -> None:
@@ -337,6 +379,7 @@ _SECTIONS: dict[str, type] = {
     "onset": OnsetConfig,
     "beats": BeatConfig,
     "tracker": TrackerConfig,
+    "tags": TagsConfig,
     "output": OutputConfig,
 }
 

@@ -27,6 +27,7 @@ from onbeat.realtime.config import OnbeatConfig
 from onbeat.realtime.events import DeviceEvent
 from onbeat.realtime.ringbuffer import RingBuffer
 from onbeat.realtime.sources import BlockSource, InputCallback, LiveSource
+from onbeat.realtime.tags import Tagger, tagger_available
 
 __all__ = ["Engine", "RunSummary"]
 
@@ -112,11 +113,24 @@ class Engine:
         #: Observers called after every frame with (analyzer, frame index, sample index), on the
         #: analysis thread; they must be quick and must not block (evaluation, read-only views).
         self.frame_hooks: list[Callable[[Analyzer, int, int], None]] = []
+        #: The windowed genre/mood/voice CNN (``tags`` config section), when enabled.
+        self.tagger: Tagger | None = None
+        t = config.tags.enabled
+        if t == "on" or (t == "auto" and tagger_available()):
+            self.tagger = Tagger(config.tags, sample_rate_hz=config.audio.sample_rate_hz)
 
     # ------------------------------------------------------------------ helpers
     def _setup(
-        self, rate_hz: int, channels: int, name: str
+        self, rate_hz: int, channels: int, name: str, *, inline_tags: bool = False
     ) -> tuple[RingBuffer, InputCallback, Analyzer]:
+        tagger = self.tagger
+        if tagger is not None:
+            if tagger.state is None:
+                tagger.prepare()
+            tagger.close()
+            tagger.reset()
+            tagger.inline = inline_tags
+            tagger.start()
         ring = RingBuffer(int(self.config.audio.ring_s * rate_hz), channels)
         analyzer = Analyzer(
             self.config, self.bus, device_rate_hz=rate_hz, channels_in=channels, source_name=name
@@ -125,7 +139,7 @@ class Engine:
         analyzer.commands = self.commands
         self.ring, self.analyzer = ring, analyzer
 
-        hooks = tuple(self.frame_hooks)
+        hooks = tuple(self.frame_hooks) + ((tagger,) if tagger is not None else ())
 
         def _hook(frame: int, sample: int) -> None:
             if self.first_frame_wall is None:
@@ -150,6 +164,8 @@ class Engine:
         c0: float,
         reopens: int = 0,
     ) -> RunSummary:
+        if self.tagger is not None:
+            self.tagger.close()
         analyzer.finish(reason)
         cpu = time.thread_time() - c0
         self.close_sinks()
@@ -187,7 +203,9 @@ class Engine:
     ) -> RunSummary:
         """Replay ``source`` as fast as possible through the callback, in this thread."""
         t0 = time.monotonic()
-        ring, callback, analyzer = self._setup(source.sample_rate_hz, source.channels, source.name)
+        ring, callback, analyzer = self._setup(
+            source.sample_rate_hz, source.channels, source.name, inline_tags=True
+        )
         c0 = time.thread_time()
         reason = "eof"
         block_size = self.config.audio.block_size

@@ -138,7 +138,14 @@ class TagsEvent(Event):
     voice : float
         Probability of singing voice.
     energy : float
-        Loudness-like energy in [0, 1].
+        Loudness-like energy in [0, 1] (the window's RMS level, -60..0 dBFS).
+    top_genre, top_quadrant : str
+        The displayed labels: they change only when another label leads by the configured
+        hysteresis (empty: the first entry of ``genre`` / ``mood_quadrant``).
+    embedding : tuple of float
+        The window's L2-normalised embedding (for similarity search); empty when not computed.
+    dropped : int
+        Windows dropped so far because the previous one was still being computed.
     """
 
     type: ClassVar[str] = "tags"
@@ -148,6 +155,10 @@ class TagsEvent(Event):
     arousal: float
     voice: float
     energy: float
+    top_genre: str = ""
+    top_quadrant: str = ""
+    embedding: tuple[float, ...] = ()
+    dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import maximum_filter1d
 
-__all__ = ["GainAugment"]
+__all__ = ["GainAugment", "MelAugment"]
 
 
 class GainAugment:
@@ -65,3 +65,74 @@ class GainAugment:
     ) -> npt.NDArray[np.float32]:
         """Apply a random gain."""
         return self.apply(x, float(rng.uniform(self.low_db, self.high_db)))
+
+
+class MelAugment:
+    """Live-microphone degradations applied to a cached log-mel crop (no audio recomputed).
+
+    The mel is ``log10(1 + mul * m)`` of band magnitudes ``m``; every step works on ``m``:
+
+    * gain (exact): ``m * g``;
+    * EQ tilt and a random smooth bump (exact up to the slope inside one band);
+    * codec-like band-limiting: a soft low-pass above a random cut-off;
+    * room reverb: a per-band exponential tail of the band power with a random RT60 and
+      wet level (an approximation of late reverberation, not of early reflections);
+    * noise at a random SNR: pink-ish noise power added to the band power, with Rayleigh-like
+      fluctuation per frame and band.
+
+    Parameters
+    ----------
+    center_hz : ndarray, shape (mels,)
+        Band centre frequencies.
+    frame_rate_hz : float
+        Mel frames per second.
+    log_mul : float
+        The mel's compression factor.
+    p_reverb, p_noise, p_bandlimit : float
+        Probability of each optional step.
+    """
+
+    def __init__(
+        self,
+        center_hz: npt.ArrayLike,
+        frame_rate_hz: float,
+        log_mul: float,
+        *,
+        p_reverb: float = 0.4,
+        p_noise: float = 0.5,
+        p_bandlimit: float = 0.3,
+    ) -> None:
+        self.center_hz = np.maximum(np.asarray(center_hz, dtype=np.float64), 20.0)
+        self.octaves = np.log2(self.center_hz / 1000.0)
+        self.frame_rate_hz = float(frame_rate_hz)
+        self.log_mul = float(log_mul)
+        self.p_reverb, self.p_noise, self.p_bandlimit = p_reverb, p_noise, p_bandlimit
+
+    def __call__(
+        self, x: npt.NDArray[np.float32], rng: np.random.Generator
+    ) -> npt.NDArray[np.float32]:
+        """A degraded copy of the log-mel crop ``x`` (frames × mels)."""
+        m = np.expm1(np.log(10.0) * x.astype(np.float64)) / self.log_mul
+        db = rng.uniform(-20.0, 10.0) + rng.uniform(-3.0, 3.0) * self.octaves
+        if rng.random() < 0.5:  # a smooth bump or notch, one octave wide
+            c = rng.uniform(-2.5, 3.5)
+            db = db + rng.uniform(-9.0, 9.0) * np.exp(-0.5 * ((self.octaves - c) / 0.5) ** 2)
+        m = m * 10.0 ** (db / 20.0)
+        if rng.random() < self.p_bandlimit:
+            cut = rng.uniform(3000.0, 8000.0)
+            m = m / np.sqrt(1.0 + (self.center_hz / cut) ** 12)
+        power = m * m
+        if rng.random() < self.p_reverb:
+            rt60_s = rng.uniform(0.2, 1.5)
+            a = np.exp(-6.9 / (rt60_s * self.frame_rate_hz))  # power decay per frame
+            from scipy.signal import lfilter
+
+            tail = lfilter([1.0 - a], [1.0, -a], power, axis=0)
+            power = power + rng.uniform(0.1, 0.8) * tail
+        if rng.random() < self.p_noise:
+            snr_db = rng.uniform(3.0, 30.0)
+            shape = (self.center_hz / 1000.0) ** rng.uniform(-1.0, 0.0)  # pink to white
+            level = power.mean() / (shape.mean() * 10.0 ** (snr_db / 10.0))
+            noise = level * shape * rng.exponential(1.0, size=power.shape)
+            power = power + noise
+        return np.log10(1.0 + self.log_mul * np.sqrt(power)).astype(np.float32)

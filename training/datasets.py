@@ -251,7 +251,7 @@ def compute_features(audio_path: str | Path, config: Any | None = None) -> F32:
 
 
 def cached_features(
-    audio_path: str | Path, cache_dir: str | Path, config: Any | None = None
+    audio_path: str | Path, cache_dir: str | Path, config: Any | None = None, *, mmap: bool = False
 ) -> F32:
     """Engine features of a file, cached in ``cache_dir``.
 
@@ -264,6 +264,9 @@ def cached_features(
         feature fingerprint, so a changed file or feature setting is recomputed.
     config : FeatureConfig, optional
         The engine's default :class:`~onbeat.realtime.config.FeatureConfig` when None.
+    mmap : bool
+        Return a read-only memory map of the cache file instead of loading it (for training sets
+        larger than memory: random crops then read only what they touch).
 
     Returns
     -------
@@ -278,6 +281,8 @@ def cached_features(
     out = cache / f"{p.stem}-{key}.npy"
     if out.exists():
         try:
+            if mmap:
+                return np.load(out, mmap_mode="r")  # type: ignore[no-any-return]
             return np.load(out).astype(np.float32, copy=False)
         except (ValueError, OSError):
             pass  # a file cut short: recompute
@@ -287,7 +292,7 @@ def cached_features(
     with open(tmp, "wb") as fh:
         np.save(fh, x)
     os.replace(tmp, out)
-    return x
+    return np.load(out, mmap_mode="r") if mmap else x  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,11 +382,13 @@ def pairs(
     widen: float | None = 0.5,
     delay: float = 0.0,
     config: Any | None = None,
+    mmap: bool = False,
 ) -> Iterator[tuple[F32, F32]]:
     """``(features, targets)`` for :func:`onbeat.training.loop.train`; ``kind`` is ``beats``
-    (beat and downbeat columns) or ``onsets`` (one column)."""
+    (beat and downbeat columns) or ``onsets`` (one column). With ``mmap`` the features are
+    read-only memory maps of the cache files."""
     for it in items:
-        x = cached_features(it.audio, cache_dir, config)
+        x = cached_features(it.audio, cache_dir, config, mmap=mmap)
         n = x.shape[0]
         if kind == "onsets":
             y = onset_targets(it.onsets, n, widen=widen, delay=delay)

@@ -121,12 +121,23 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor) -> to
 def fit_standardisation(
     data: Sequence[Pair], max_frames: int = 200_000
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and standard deviation over (a sample of) the training frames."""
+    """Per-dimension mean and standard deviation over (a sample of) the training frames.
+
+    At most ``max_frames`` frames, drawn evenly from every sequence without concatenating them
+    (the sequences may be memory maps larger than memory).
+    """
     rng = np.random.default_rng(0)
-    frames = np.concatenate([x for x, _ in data])
-    if frames.shape[0] > max_frames:
-        frames = frames[rng.choice(frames.shape[0], max_frames, replace=False)]
-    return frames.mean(0), frames.std(0) + 1e-3
+    total = sum(x.shape[0] for x, _ in data)
+    take = max(1, max_frames // max(len(data), 1))
+    parts = []
+    for x, _ in data:
+        n = x.shape[0]
+        if total <= max_frames or n <= take:
+            parts.append(np.asarray(x, np.float32))
+        else:
+            parts.append(np.asarray(x[np.sort(rng.choice(n, take, replace=False))], np.float32))
+    frames = np.concatenate(parts)
+    return frames.mean(0, dtype=np.float64), frames.std(0, dtype=np.float64) + 1e-3
 
 
 def predict(net: CausalLSTM, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

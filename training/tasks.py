@@ -207,15 +207,16 @@ def train_beats(
     hidden: int = 48,
     layers: int = 2,
     max_valid: int = 40,
-    max_train: int = 700,
+    max_train: int = 0,
 ) -> dict[str, float]:
     """Train the causal beat/downbeat LSTM on rendered MIDI and export the best epoch.
 
-    At most ``max_train`` training items (a seeded random choice) are used: their features are
-    held in memory (about 7 GB for 700 one-minute items).
+    At most ``max_train`` training items (a seeded random choice; 0 = all) are used. Their
+    features are memory-mapped from the cache, so the set may be larger than memory (1,776
+    one-minute items are about 20 GB).
     """
     tr_items = render_items(render_dir, split="train")
-    if len(tr_items) > max_train:
+    if 0 < max_train < len(tr_items):
         pick = np.random.default_rng(config.seed).choice(len(tr_items), max_train, replace=False)
         tr_items = [tr_items[i] for i in sorted(pick)]
     va_items = render_items(render_dir, split="valid")[:max_valid]
@@ -223,7 +224,7 @@ def train_beats(
         raise FileNotFoundError(
             f"no rendered training data in {render_dir} (run onbeat.training.render)"
         )
-    train_data = list(pairs(tr_items, cache_dir, "beats"))
+    train_data = list(pairs(tr_items, cache_dir, "beats", mmap=True))
     valid = [
         (p, it.beats) for p, it in zip(pairs(va_items, cache_dir, "beats"), va_items, strict=True)
     ]
@@ -268,25 +269,65 @@ def train_beats(
 
 
 def main_train(
-    task: str, *, epochs: int, steps: int, run_root: Path, export_dir: Path, seed: int
+    task: str,
+    *,
+    epochs: int,
+    steps: int,
+    run_root: Path,
+    export_dir: Path,
+    seed: int,
+    hidden: int | None = None,
+    crop_frames: int | None = None,
+    max_train: int = 0,
+    cv_steps: int = 1000,
+    folds: int = 10,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("ONBEAT_TRAIN_THREADS", "2")))
     cache = Path(os.environ.get("ONBEAT_CACHE", "data/cache"))
+    if task == "tags":
+        from onbeat.training.tags import train_tags
+
+        result = train_tags(
+            run_dir=run_root / "tags",
+            export_dir=export_dir,
+            cache_dir=Path(os.environ.get("ONBEAT_TAGS_CACHE", "data/tags_cache")),
+            teacher_dir=Path(os.environ.get("ONBEAT_TEACHER", "data/teacher")),
+            steps=steps,
+            cv_steps=cv_steps,
+            folds=folds,
+            seed=seed,
+        )
+        print(json.dumps(result))
+        return 0
     if task == "onsets":
         cfg = TrainConfig(
-            epochs=epochs, steps_per_epoch=steps, crop_frames=400, pos_weight=(4.0,), seed=seed
+            epochs=epochs,
+            steps_per_epoch=steps,
+            crop_frames=crop_frames or 400,
+            pos_weight=(4.0,),
+            seed=seed,
         )
         best = train_onsets(
-            run_dir=run_root / "onsets", export_dir=export_dir, cache_dir=cache, config=cfg
+            run_dir=run_root / "onsets",
+            export_dir=export_dir,
+            cache_dir=cache,
+            config=cfg,
+            hidden=hidden or 32,
         )
     else:
         cfg = TrainConfig(
-            epochs=epochs, steps_per_epoch=steps, crop_frames=600, pos_weight=(6.0, 12.0), seed=seed
+            epochs=epochs,
+            steps_per_epoch=steps,
+            crop_frames=crop_frames or 600,
+            pos_weight=(6.0, 12.0),
+            seed=seed,
         )
         best = train_beats(
+            hidden=hidden or 48,
+            max_train=max_train,
             run_dir=run_root / "beats",
             export_dir=export_dir,
             cache_dir=cache,

@@ -1,0 +1,333 @@
+"""Windowed CNN tagging (genre, mood, voice) beside the beat tracker, never in its way.
+
+How it runs
+    :class:`Tagger` is an engine frame hook. On the analysis thread, after every frame, it copies
+    the newest hop of analysis-rate mono samples into its own mirrored
+    :class:`~onbeat.realtime.ringbuffer.RingBuffer` (441 samples; the audio callback does nothing
+    extra) and, once per ``tags.hop_s`` of stream time, wakes the worker thread with the
+    window's end position. The worker copies the window out of that ring, computes the engine's
+    numba log-mel and runs the CNN with torch on one thread in ``inference_mode``, then leaves
+    the finished :class:`~onbeat.realtime.events.TagsEvent` in a one-slot mailbox that the
+    analysis thread publishes at its next frame (so the bus keeps a single producer).
+
+    If the worker is still busy when the next window is due, that window is dropped and counted
+    (``TagsEvent.dropped``): work never queues up and the analysis thread never waits.
+    ``replay --fast`` runs the tagger inline instead (``inline=True``): the same windows, computed
+    on the analysis thread, so fast replay gives every window deterministically.
+
+Smoothing
+    Probabilities are smoothed with an exponential moving average (time constant
+    ``tags.ema_s``); the displayed top genre and quadrant change only when another label leads
+    the current one by ``tags.hysteresis``. Windows quieter than ``tags.gate_dbfs`` (room noise)
+    produce nothing, and the last state holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+from onbeat.realtime.events import TagsEvent
+from onbeat.realtime.ringbuffer import RingBuffer
+
+if TYPE_CHECKING:
+    from onbeat.realtime.analysis import Analyzer
+    from onbeat.realtime.config import TagsConfig
+
+__all__ = ["Tagger", "TagsState", "tagger_available"]
+
+log = logging.getLogger(__name__)
+
+
+def tagger_available(directory: Path | None = None) -> bool:
+    """Whether the tagging CNN's weights ship with this installation."""
+    from onbeat.models.registry import available
+
+    return available("tags", directory)
+
+
+class TagsState:
+    """Exponential smoothing and top-label hysteresis of successive window outputs.
+
+    Parameters
+    ----------
+    genres, quadrants : sequence of str
+        Label names, in the model's order.
+    alpha : float
+        EMA weight of a new window (1 = no smoothing).
+    hysteresis : float
+        Lead another label needs over the displayed one to replace it.
+    """
+
+    def __init__(
+        self, genres: tuple[str, ...], quadrants: tuple[str, ...], alpha: float, hysteresis: float
+    ) -> None:
+        self.genres, self.quadrants = genres, quadrants
+        self.alpha, self.hysteresis = alpha, hysteresis
+        self.genre: npt.NDArray[np.float64] | None = None
+        self.quadrant = np.zeros(len(quadrants))
+        self.voice = 0.0
+        self.top_genre = -1
+        self.top_quadrant = -1
+
+    def update(
+        self, genre: npt.ArrayLike, quadrant: npt.ArrayLike, voice: float
+    ) -> tuple[int, int]:
+        """Fold in one window's probabilities; return the displayed top genre and quadrant."""
+        g = np.asarray(genre, np.float64)
+        q = np.asarray(quadrant, np.float64)
+        if self.genre is None:
+            self.genre, self.quadrant, self.voice = g.copy(), q.copy(), float(voice)
+        else:
+            a = self.alpha
+            self.genre += a * (g - self.genre)
+            self.quadrant += a * (q - self.quadrant)
+            self.voice += a * (float(voice) - self.voice)
+        self.top_genre = self._hold(self.genre, self.top_genre)
+        self.top_quadrant = self._hold(self.quadrant, self.top_quadrant)
+        return self.top_genre, self.top_quadrant
+
+    def _hold(self, p: npt.NDArray[np.float64], current: int) -> int:
+        best = int(np.argmax(p))
+        if current < 0 or p[best] > p[current] + self.hysteresis:
+            return best
+        return current
+
+
+class Tagger:
+    """Windowed genre / mood / voice tagging as an engine frame hook plus a worker thread.
+
+    Parameters
+    ----------
+    config : TagsConfig
+        Window, hop, smoothing and gate.
+    sample_rate_hz : int
+        Analysis rate (the rate of :meth:`Analyzer.latest_hop`).
+    inline : bool
+        Compute each window on the analysis thread (deterministic fast replay) instead of in
+        the worker thread.
+    weights : path, optional
+        A ``tags.safetensors`` file (default: the shipped one, ``ONBEAT_MODELS`` overrides).
+    """
+
+    def __init__(
+        self,
+        config: TagsConfig,
+        *,
+        sample_rate_hz: int,
+        inline: bool = False,
+        weights: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.rate_hz = int(sample_rate_hz)
+        self.inline = inline
+        self.weights = weights
+        self.window_n = round(config.window_s * self.rate_hz)
+        self.hop_n = round(config.hop_s * self.rate_hz)
+        self.ring = RingBuffer(self.window_n + 2 * self.hop_n + self.rate_hz)
+        self._window = np.zeros(self.window_n, np.float32)
+        self._net: Any = None
+        self._torch: Any = None
+        self._fb: Any = None
+        self._spec: Any = None
+        self.state: TagsState | None = None
+        self.dropped = 0
+        self.windows = 0
+        self.gated = 0
+        self._next_due = self.window_n
+        self._busy = False
+        self._job = (0, 0)  # (ring position, analysis sample) of the window's end
+        self._late = 0  # windows overwritten before the worker copied them (worker thread)
+        self._mailbox: TagsEvent | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def prepare(self) -> None:
+        """Load the model (torch on one thread), build the mel filterbank and warm both up."""
+        import torch
+        from onbeat.models.registry import WEIGHTS_DIR, weights_path
+        from onbeat.models.tagger import load_tagger
+        from onbeat.realtime.filterbanks import mel_filterbank
+
+        torch.set_num_threads(1)
+        path = self.weights or weights_path("tags")
+        if not path.exists():
+            raise FileNotFoundError(f"no tagging model at {path} (shipped: {WEIGHTS_DIR})")
+        self._torch = torch
+        self._net, _ = load_tagger(path)
+        spec = self._spec = self._net.spec
+        if spec.sample_rate_hz != self.rate_hz:
+            raise ValueError(
+                f"the tagging model expects {spec.sample_rate_hz} Hz analysis audio, "
+                f"not {self.rate_hz} Hz"
+            )
+        self._fb = mel_filterbank(
+            n_fft=spec.n_fft,
+            sample_rate_hz=spec.sample_rate_hz,
+            n_mels=spec.n_mels,
+            fmax_hz=spec.fmax_hz,
+        )
+        a = 1.0 - math.exp(-self.config.hop_s / self.config.ema_s) if self.config.ema_s else 1.0
+        self.state = TagsState(spec.genres, spec.quadrants, a, self.config.hysteresis)
+        self._infer(np.zeros(self.window_n, np.float32))  # warm-up: numba mel and torch
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream: forget the history and the smoothed state (the model stays)."""
+        self.ring.reset()
+        self._next_due = self.window_n
+        self._mailbox = None
+        self.dropped = self.windows = self.gated = self._late = 0
+        if self.state is not None:
+            s = self.state
+            self.state = TagsState(s.genres, s.quadrants, s.alpha, s.hysteresis)
+
+    def start(self) -> None:
+        """Start the worker thread (not used inline)."""
+        if self.inline or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="tagger", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    # ------------------------------------------------------------------ analysis thread
+    def __call__(self, analyzer: Analyzer, frame: int, sample: int) -> None:
+        """Frame hook: keep the history, publish a finished window, start the next one."""
+        hop = analyzer.latest_hop()
+        self.ring.write(hop.reshape(-1, 1))
+        done = self._mailbox
+        if done is not None:
+            self._mailbox = None
+            analyzer.publish([_stamped(done, sample / self.rate_hz)])
+        if self.ring.written < self._next_due:
+            return
+        self._next_due += self.hop_n
+        end = self.ring.written
+        if self.inline:
+            ev = self._compute(end, sample)
+            if ev is not None:
+                analyzer.publish([ev])
+        elif self._busy:
+            self.dropped += 1
+        else:
+            self._busy = True
+            self._job = (end, sample)
+            self._wake.set()
+
+    @property
+    def dropped_total(self) -> int:
+        """Windows dropped: due while the worker was busy, or overwritten before it read them."""
+        return self.dropped + self._late
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._wake.wait(0.5):
+                continue
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            if not self._busy:
+                continue
+            try:
+                ev = self._compute(*self._job)
+                if ev is not None:
+                    self._mailbox = ev
+            except Exception:  # never take the stream down; report once per burst
+                log.exception("tagging failed on one window")
+            finally:
+                self._busy = False
+
+    def _compute(self, end: int, sample: int) -> TagsEvent | None:
+        """Tags of the window ending at ring position ``end``, which is analysis sample
+        ``sample`` (None: gated, or overwritten before it could be copied)."""
+        try:
+            self._window[:] = self.ring.window(end, self.window_n)[:, 0]
+            if self.ring.written - (end - self.window_n) > self.ring.capacity:
+                raise ValueError("overwritten during the copy")
+        except ValueError:
+            self._late += 1
+            return None
+        x = self._window
+        rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+        dbfs = 20.0 * math.log10(max(rms, 1e-7))
+        if dbfs < self.config.gate_dbfs:
+            self.gated += 1
+            return None
+        genre, quadrant, voice, emb = self._infer(x)
+        assert self.state is not None
+        st = self.state
+        top_g, top_q = st.update(genre, quadrant, voice)
+        assert st.genre is not None
+        self.windows += 1
+        from onbeat.models.tagger import mood_from_quadrants
+
+        valence, arousal = mood_from_quadrants(st.quadrant)
+        order = np.argsort(-st.genre)
+        t = sample / self.rate_hz
+        return TagsEvent(
+            sample_index=sample,
+            time_s=t,
+            emitted_s=t,
+            genre=tuple((st.genres[i], round(float(st.genre[i]), 4)) for i in order),
+            mood_quadrant=tuple(
+                (st.quadrants[i], round(float(st.quadrant[i]), 4)) for i in np.argsort(-st.quadrant)
+            ),
+            valence=round(valence, 4),
+            arousal=round(arousal, 4),
+            voice=round(st.voice, 4),
+            energy=round(min(1.0, max(0.0, (dbfs + 60.0) / 60.0)), 4),
+            top_genre=st.genres[top_g],
+            top_quadrant=st.quadrants[top_q],
+            embedding=tuple(round(float(v), 4) for v in emb),
+            dropped=self.dropped_total,
+        )
+
+    def _infer(
+        self, x: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float, npt.NDArray[np.float32]]:
+        """Raw genre and quadrant probabilities, voice probability and normalised embedding."""
+        from onbeat.realtime.features import log_mel
+
+        spec = self._spec
+        mel = log_mel(
+            x,
+            sample_rate_hz=spec.sample_rate_hz,
+            n_fft=spec.n_fft,
+            hop_size=spec.hop_size,
+            n_mels=spec.n_mels,
+            fmax_hz=spec.fmax_hz,
+            log_mul=spec.log_mul,
+            filterbank=self._fb,
+        )
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._net(torch.from_numpy(mel)[None])
+            genre = torch.softmax(out["genre"][0], 0).numpy()
+            quadrant = torch.softmax(out["quadrant"][0], 0).numpy()
+            voice = float(torch.sigmoid(out["voice"][0]))
+            emb = out["embedding"][0]
+            emb = (emb / emb.norm().clamp_min(1e-9)).numpy()
+        return genre, quadrant, voice, emb
+
+
+def _stamped(ev: TagsEvent, emitted_s: float) -> TagsEvent:
+    """``ev`` with the stream time at which the analysis thread published it."""
+    import dataclasses
+
+    return dataclasses.replace(ev, emitted_s=emitted_s)

@@ -1,0 +1,260 @@
+"""The windowed tagging CNN: model, smoothing, artist-disjoint folds and the live worker."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onbeat.models.tagger import (
+    GENRES,
+    TagCNN,
+    TaggerSpec,
+    load_tagger,
+    mood_from_quadrants,
+    save_tagger,
+)
+from onbeat.realtime.bus import Sink
+from onbeat.realtime.config import OnbeatConfig, TagsConfig, apply_overrides
+from onbeat.realtime.demo import demo_song
+from onbeat.realtime.engine import Engine
+from onbeat.realtime.errors import ConfigError
+from onbeat.realtime.events import TagsEvent
+from onbeat.realtime.sources import ArraySource
+from onbeat.realtime.tags import Tagger, TagsState
+from onbeat.training.tags import (
+    TagItem,
+    artist_folds,
+    coarse_from_allmusic,
+    mer4q_items,
+    score_clips,
+)
+
+SR = 44100
+
+
+class Collect(Sink):
+    """Keeps every event it is handed (a real sink on its own thread)."""
+
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def handle(self, event: object) -> None:
+        self.events.append(event)
+
+    def tick(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _weights(tmp_path: Path, channels: tuple[int, ...] = (8, 16, 16, 16, 16)) -> Path:
+    torch.manual_seed(0)
+    net = TagCNN(dataclasses.replace(TaggerSpec(), channels=channels, hidden=16)).eval()
+    return save_tagger(net, tmp_path)
+
+
+def _config(**tags: object) -> OnbeatConfig:
+    over = {"tags.enabled": "on", "output.console": False, "beats.source": "dsp"}
+    over.update({f"tags.{k}": v for k, v in tags.items()})
+    return apply_overrides(OnbeatConfig(), over)
+
+
+def _run(engine: Engine, audio: np.ndarray, paced: bool = False) -> list[TagsEvent]:
+    sink = engine._sinks[0].sink  # the Collect sink
+    src = ArraySource(audio[:, None].astype(np.float32), SR, name="t")
+    if paced:
+        engine.run_paced(src)
+    else:
+        engine.run_fast(src)
+    return [e for e in sink.events if isinstance(e, TagsEvent)]  # type: ignore[attr-defined]
+
+
+def _engine(cfg: OnbeatConfig, weights: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    monkeypatch.setenv("ONBEAT_MODELS", str(weights.parent))
+    return Engine(cfg, sinks=[Collect()])
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def test_spec_validation_and_roundtrip(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="window_s"):
+        TaggerSpec(window_s=0.01)
+    with pytest.raises(ValueError, match="fmax_hz"):
+        TaggerSpec(fmax_hz=30000.0)
+    path = _weights(tmp_path)
+    net, meta = load_tagger(path)
+    assert meta["spec"]["channels"] == [8, 16, 16, 16, 16]
+    torch.manual_seed(0)
+    ref = TagCNN(dataclasses.replace(TaggerSpec(), channels=(8, 16, 16, 16, 16), hidden=16)).eval()
+    x = torch.randn(2, TaggerSpec().frames, 96)
+    with torch.inference_mode():
+        a, b = net(x), ref(x)
+    for k in ("genre", "quadrant", "voice", "embedding"):
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-5)
+
+
+def test_shipped_model_is_small_and_valid() -> None:
+    from onbeat.models.registry import WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / "tags.safetensors"
+    if not path.exists():
+        pytest.skip("no tagging model shipped yet")
+    net, meta = load_tagger(path)
+    assert sum(p.numel() for p in net.parameters()) <= 1_000_000
+    assert path.stat().st_size < 2_000_000
+    assert meta["spec"]["genres"] == list(GENRES)
+    for key in ("data", "training_command", "cv_metrics", "licence"):
+        assert key in meta
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4))
+def test_valence_arousal_are_expectations(p: list[float]) -> None:
+    q = np.asarray(p) + 1e-9
+    q /= q.sum()
+    v, a = mood_from_quadrants(q)
+    assert -1.0 - 1e-9 <= v <= 1.0 + 1e-9 and -1.0 - 1e-9 <= a <= 1.0 + 1e-9
+    assert mood_from_quadrants([1, 0, 0, 0]) == (1.0, 1.0)
+    assert mood_from_quadrants([0, 0, 1, 0]) == (-1.0, -1.0)
+
+
+# ----------------------------------------------------------------------------- smoothing
+
+
+def test_hysteresis_holds_top_label_until_clear_lead() -> None:
+    s = TagsState(("a", "b"), ("Q1", "Q2", "Q3", "Q4"), alpha=1.0, hysteresis=0.2)
+    q = [0.25] * 4
+    assert s.update([0.6, 0.4], q, 0.5)[0] == 0
+    assert s.update([0.45, 0.55], q, 0.5)[0] == 0  # b leads by 0.1 < 0.2: hold a
+    assert s.update([0.35, 0.65], q, 0.5)[0] == 1  # b leads by 0.3: switch
+    assert s.update([0.55, 0.45], q, 0.5)[0] == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.01, 1.0), st.lists(st.floats(0.0, 1.0), min_size=3, max_size=30))
+def test_ema_stays_a_distribution(alpha: float, xs: list[float]) -> None:
+    s = TagsState(("a", "b"), ("Q1", "Q2", "Q3", "Q4"), alpha=alpha, hysteresis=0.0)
+    for x in xs:
+        s.update([x, 1 - x], [x, 1 - x, 0, 0], x)
+        assert s.genre is not None
+        assert abs(s.genre.sum() - 1.0) < 1e-9
+        assert 0.0 <= s.voice <= 1.0
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=10, max_size=200), st.integers(2, 10))
+def test_artist_folds_never_share_an_artist(artists: list[int], k: int) -> None:
+    items = [TagItem(f"c{i}", Path("x"), "mer4q", f"artist{a}") for i, a in enumerate(artists)]
+    fold = artist_folds(items, k, seed=1)
+    assert (fold >= 0).all() and (fold < k).all()
+    owner: dict[str, int] = {}
+    for it, f in zip(items, fold, strict=True):
+        assert owner.setdefault(it.artist, int(f)) == f
+    sizes = np.bincount(fold, minlength=k)
+    biggest_artist = max(artists.count(a) for a in set(artists))
+    assert sizes.max() - sizes[sizes > 0].min() <= biggest_artist
+
+
+def test_mer4q_folds_are_artist_disjoint() -> None:
+    items = mer4q_items()
+    if not items:
+        pytest.skip("../shared/data/mood/mer4q is not present")
+    fold = artist_folds(items, 10, 0)
+    by_artist: dict[str, set[int]] = {}
+    for it, f in zip(items, fold, strict=True):
+        by_artist.setdefault(it.artist, set()).add(int(f))
+    assert all(len(v) == 1 for v in by_artist.values())
+    assert np.bincount(fold).min() >= 0.7 * len(items) / 10
+
+
+def test_allmusic_mapping_and_scores() -> None:
+    am = coarse_from_allmusic(["Pop/Rock", "Jazz"])
+    assert am is not None and abs(am.sum() - 1.0) < 1e-6
+    assert am[GENRES.index("jazz/blues")] == pytest.approx(0.5)
+    assert coarse_from_allmusic(["Holiday"]) is None
+    items = [
+        TagItem("a", Path("a"), "mer4q", "x", quadrant=0, allmusic=("Jazz",)),
+        TagItem("b", Path("b"), "mer4q", "y", quadrant=2, allmusic=("Rap", "Vocal")),
+    ]
+    g_jazz = np.eye(len(GENRES), dtype=np.float32)[GENRES.index("jazz/blues")]
+    outs = [
+        {"genre": g_jazz, "quadrant": np.array([0.7, 0.1, 0.1, 0.1]), "voice": np.array([0.1])},
+        {"genre": g_jazz, "quadrant": np.array([0.1, 0.1, 0.7, 0.1]), "voice": np.array([0.9])},
+    ]
+    m = score_clips(outs, items)
+    assert m["quadrant_accuracy"] == 1.0 and m["genre_top1_agreement"] == 0.5
+    assert m["valence_sign_accuracy"] == 1.0 and m["arousal_sign_accuracy"] == 1.0
+
+
+# ----------------------------------------------------------------------------- runtime
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match=r"tags\.enabled"):
+        TagsConfig(enabled="maybe")
+    with pytest.raises(ConfigError, match="hop_s"):
+        apply_overrides(OnbeatConfig(), {"tags.hop_s": 0})
+
+
+def test_fast_replay_tags_every_hop_and_gates_silence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    song = demo_song(duration_s=12.0, sample_rate_hz=SR).samples
+    audio = np.concatenate([song, np.zeros(6 * SR, np.float32)])  # then 6 s of silence
+    engine = _engine(_config(), _weights(tmp_path), monkeypatch)
+    tags = _run(engine, audio)
+    times = [e.time_s for e in tags]
+    # windows end at 3.0, 4.5, ... while music is in the 3 s window; none once it is silent
+    assert times[0] == pytest.approx(3.0, abs=0.011)
+    assert np.allclose(np.diff(times), 1.5, atol=0.011)
+    assert 12.0 <= times[-1] <= 15.0
+    assert engine.tagger is not None and engine.tagger.gated >= 2
+    for e in tags:
+        assert {g for g, _ in e.genre} == set(GENRES)
+        assert abs(sum(p for _, p in e.genre) - 1.0) < 1e-3
+        assert -1.0 <= e.valence <= 1.0 and -1.0 <= e.arousal <= 1.0
+        assert 0.0 <= e.voice <= 1.0 and 0.0 < e.energy <= 1.0
+        assert e.top_genre in GENRES and e.top_quadrant in ("Q1", "Q2", "Q3", "Q4")
+        assert len(e.embedding) == 16
+        assert abs(np.linalg.norm(e.embedding) - 1.0) < 1e-3
+        assert e.dropped == 0
+    assert json.dumps(dataclasses.asdict(tags[0]))  # JSON-able for the JSONL / WebSocket sinks
+
+
+def test_threaded_worker_equals_inline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live worker thread sees exactly the windows fast replay computes inline."""
+    audio = demo_song(duration_s=7.0, sample_rate_hz=SR).samples
+    w = _weights(tmp_path)
+    fast = _run(_engine(_config(), w, monkeypatch), audio)
+    paced = _run(_engine(_config(), w, monkeypatch), audio, paced=True)
+    assert [e.sample_index for e in paced] == [e.sample_index for e in fast]
+    for a, b in zip(paced, fast, strict=True):
+        assert a.genre == b.genre and a.mood_quadrant == b.mood_quadrant
+        assert a.emitted_s >= a.time_s  # published at a later frame by the analysis thread
+
+
+def test_slow_model_drops_windows_instead_of_queueing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model slower than the hop: windows are dropped and counted, the analysis keeps pace."""
+    w = _weights(tmp_path, channels=(256, 512, 512, 512, 512))
+    engine = _engine(_config(hop_s=0.1), w, monkeypatch)
+    tagger = engine.tagger
+    assert isinstance(tagger, Tagger)
+    audio = demo_song(duration_s=5.0, sample_rate_hz=SR).samples
+    tags = _run(engine, audio, paced=True)
+    assert tagger.dropped_total > 0
+    assert tags and tags[-1].dropped > 0
+    assert len(tags) + tagger.dropped_total >= 15  # every due window is either done or counted
