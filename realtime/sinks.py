@@ -16,6 +16,7 @@ from onbeat.realtime.events import (
     LevelEvent,
     OnsetEvent,
     StreamStartEvent,
+    TagsEvent,
     event_to_dict,
 )
 
@@ -95,6 +96,7 @@ class ConsoleSink:
         self._health: HealthEvent | None = None
         self._source = ""
         self._beat: BeatEvent | None = None
+        self._tags: TagsEvent | None = None
 
     def handle(self, event: Event) -> None:
         """Update counters from one event."""
@@ -111,6 +113,8 @@ class ConsoleSink:
             self._health = event
         elif isinstance(event, StreamStartEvent):
             self._source = event.source
+        elif isinstance(event, TagsEvent):
+            self._tags = event
 
     def line(self) -> str:
         """The current status line."""
@@ -124,9 +128,16 @@ class ConsoleSink:
             if b
             else "beat -        ---.- BPM search   0%"
         )
+        t = self._tags
+        tags = (
+            f" | {t.top_genre or t.genre[0][0]} {t.top_quadrant or t.mood_quadrant[0][0]}"
+            f" v{t.valence:+.1f} a{t.arousal:+.1f} voice {100 * t.voice:3.0f}%"
+            if t is not None and t.genre and t.mood_quadrant
+            else ""
+        )
         return (
             f"{self._time_s:7.1f}s {flash} {beat} | onsets {self.onsets:5d} | "
-            f"level {self._rms:6.1f} dBFS {_meter(self._rms)} | {xr}"
+            f"level {self._rms:6.1f} dBFS {_meter(self._rms)} | {xr}{tags}"
         )
 
     def tick(self) -> None:

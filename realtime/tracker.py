@@ -574,6 +574,8 @@ _WEAK = 0.5  # every other beat this much weaker than the rest: the grid runs at
 _SEED_HOLD_S = 1.0  # the filter must stay confident this long (and a beat) before the grid starts
 _DOWNBEAT_GATE = 0.2  # the bar filter listens only while recent downbeat activation exceeds this
 _DOWNBEAT_HALF_LIFE_S = 4.0  # decay of that recent maximum
+_DB_MEAN_RATE = 0.125  # per-beat rate of the running mean of the downbeat activation at beats
+_DB_CONTRAST = 1.5  # gain of (activation - that mean) in the bar filter's evidence
 
 
 class BeatTracker:
@@ -750,6 +752,7 @@ class BeatTracker:
         self._hist_a.fill(0.0)
         self._hist_d.fill(0.0)
         self._db_env = 0.0
+        self._db_mean = -1.0  # running mean of the downbeat activation at issued beats
         self._last_active = -(10**9)
         self._n = -1  # frame counter (activation frames)
         self._clock = 0
@@ -1361,6 +1364,14 @@ class BeatTracker:
         """Advance the bar filter ``steps`` beats to the issued beat at ``t`` and weigh it with
         the downbeat activation around it."""
         d = _window_max(self._hist_d, n, t, self._db_width_fr())
+        # The evidence is the downbeat activation *relative to the other beats*: a network
+        # that rates every beat alike (say 0.6 on each click of a click track) says nothing
+        # about where the bar starts, and must not drag every beat towards "1".
+        observe = not silent and self._db_env >= _DOWNBEAT_GATE
+        if observe:
+            m = self._db_mean
+            self._db_mean = d if m < 0.0 else m + _DB_MEAN_RATE * (d - m)
+            d = min(1.0, max(0.0, 0.5 + _DB_CONTRAST * (d - self._db_mean)))
         self._bar_unmeasured = max(0, self._bar_unmeasured - steps)
         for k in range(steps):
             _bar_step(
@@ -1370,7 +1381,7 @@ class BeatTracker:
                 d,
                 self.config.downbeat_floor,
                 self.config.meter_switch_prob,
-                k == steps - 1 and not silent and self._db_env >= _DOWNBEAT_GATE,
+                k == steps - 1 and observe,
                 self._bar_scratch,
             )
 

@@ -221,6 +221,24 @@ def test_downbeats(meters, every):
     assert np.mean(correct) >= 0.95
 
 
+def test_downbeat_activation_on_every_beat_is_read_relative():
+    """A network that rates every beat nearly alike as a downbeat (a click track whose accent is
+    only a higher click): the bar filter must use the small accent contrast and keep counting
+    1-2-3-4, not flip between positions (beat_in_bar went 2-3-2-3 before)."""
+    ref = beat_grid(120.0, 40.0)
+    act = synth(ref, 40.0, seed=3, miss=0.0, spurious_per_s=0.0)
+    for k, b in enumerate(ref):  # downbeat activation: 0.62 on every beat, 0.7 on accents
+        f = round(b * FPS)
+        act[f - 1 : f + 2, 1] = 0.7 if k % 4 == 0 else 0.62
+    tr = make(TrackerConfig(beats_per_bar=(3, 4)))
+    beats, _, _ = run(tr, act)
+    late = [e for e in beats if e.time_s >= 12.0]
+    correct = [e.beat_in_bar == int(np.argmin(np.abs(ref - e.time_s))) % 4 + 1 for e in late]
+    report(f"flat downbeat activation: beat_in_bar correct {np.mean(correct):.3f}")
+    assert tr.beats_per_bar == 4
+    assert np.mean(correct) >= 0.95
+
+
 def test_tempo_step_relocks_within_2s():
     relock, fourth = [], []
     for seed in range(3):
