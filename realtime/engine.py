@@ -125,12 +125,12 @@ class Engine:
     ) -> tuple[RingBuffer, InputCallback, Analyzer]:
         tagger = self.tagger
         if tagger is not None:
-            if tagger.state is None:
-                tagger.prepare()
             tagger.close()
-            tagger.reset()
             tagger.inline = inline_tags
-            tagger.start()
+            if inline_tags and not tagger.ready:
+                tagger.prepare()
+            tagger.reset()
+            tagger.start()  # live and paced runs load the model in the worker, not here
         ring = RingBuffer(int(self.config.audio.ring_s * rate_hz), channels)
         analyzer = Analyzer(
             self.config, self.bus, device_rate_hz=rate_hz, channels_in=channels, source_name=name

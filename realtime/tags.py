@@ -147,6 +147,7 @@ class Tagger:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._ready = False
 
     # ------------------------------------------------------------------ lifecycle
     def prepare(self) -> None:
@@ -177,7 +178,7 @@ class Tagger:
         a = 1.0 - math.exp(-self.config.hop_s / self.config.ema_s) if self.config.ema_s else 1.0
         self.state = TagsState(spec.genres, spec.quadrants, a, self.config.hysteresis)
         self._infer(np.zeros(self.window_n, np.float32))  # warm-up: numba mel and torch
-        self.reset()
+        self._ready = True
 
     def reset(self) -> None:
         """Start a new stream: forget the history and the smoothed state (the model stays)."""
@@ -189,8 +190,14 @@ class Tagger:
             s = self.state
             self.state = TagsState(s.genres, s.quadrants, s.alpha, s.hysteresis)
 
+    @property
+    def ready(self) -> bool:
+        """Whether the model is loaded and warmed up."""
+        return self._ready
+
     def start(self) -> None:
-        """Start the worker thread (not used inline)."""
+        """Start the worker thread (not used inline); it loads the model first if needed, so
+        the stream starts without waiting for torch."""
         if self.inline or (self._thread is not None and self._thread.is_alive()):
             return
         self._stop.clear()
@@ -214,10 +221,11 @@ class Tagger:
         if done is not None:
             self._mailbox = None
             analyzer.publish([_stamped(done, sample / self.rate_hz)])
-        if self.ring.written < self._next_due:
+        if self.ring.written < self._next_due or not self._ready:
             return
-        self._next_due += self.hop_n
         end = self.ring.written
+        # next window on the grid window_n + k * hop_n (skipping any missed while loading)
+        self._next_due = self.window_n + ((end - self.window_n) // self.hop_n + 1) * self.hop_n
         if self.inline:
             ev = self._compute(end, sample)
             if ev is not None:
@@ -236,6 +244,12 @@ class Tagger:
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
+        if not self._ready:
+            try:
+                self.prepare()
+            except Exception as exc:  # no tags, but the stream goes on
+                log.error("tagging disabled: %s", exc)
+                return
         while not self._stop.is_set():
             if not self._wake.wait(0.5):
                 continue

@@ -238,7 +238,10 @@ def test_threaded_worker_equals_inline(tmp_path: Path, monkeypatch: pytest.Monke
     audio = demo_song(duration_s=7.0, sample_rate_hz=SR).samples
     w = _weights(tmp_path)
     fast = _run(_engine(_config(), w, monkeypatch), audio)
-    paced = _run(_engine(_config(), w, monkeypatch), audio, paced=True)
+    live_like = _engine(_config(), w, monkeypatch)
+    assert live_like.tagger is not None
+    live_like.tagger.prepare()  # else the worker loads it while the first window streams by
+    paced = _run(live_like, audio, paced=True)
     assert [e.sample_index for e in paced] == [e.sample_index for e in fast]
     for a, b in zip(paced, fast, strict=True):
         assert a.genre == b.genre and a.mood_quadrant == b.mood_quadrant
