@@ -33,7 +33,7 @@ Policy: lead when sure, follow otherwise, never fight
 7. **Unlock and end of stream.** onbeat stops proposing; the session keeps running at its last
    tempo (the peers' clocks go on), and onbeat leads again once it is locked.
 
-Times: events carry stream seconds; :class:`~onbeat.realtime.osc._StreamClock` maps them to
+Times: events carry stream seconds; :class:`~onbeat.realtime.clock.StreamClock` maps them to
 ``time.monotonic`` from the arrival of the events, and the Link clock (``CLOCK_MONOTONIC_RAW`` on
 Linux) is tied to ``time.monotonic`` by bracketing reads once a second.
 """
@@ -47,20 +47,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol
 
+from onbeat.realtime.clock import RateLimitedLog, TrackerFollower
 from onbeat.realtime.errors import ConfigError, OnbeatError
 from onbeat.realtime.events import (
     BeatEvent,
     Event,
     StreamEndEvent,
     StreamStartEvent,
-    TempoEvent,
 )
-from onbeat.realtime.osc import _RateLimitedLog, _StreamClock
-from onbeat.realtime.validation import check_range
+from onbeat.realtime.validation import check_range, parse_key_values
 
 __all__ = ["LinkConfig", "LinkController", "LinkSink", "parse_link_options"]
 
@@ -130,26 +129,8 @@ def parse_link_options(text: str) -> LinkConfig:
     where = f"--link {text!r}"
     if not isinstance(text, str):
         raise ConfigError(f"{where}: expected KEY=VALUE[,KEY=VALUE...]")
-    kinds = {f.name: f.type for f in fields(LinkConfig)}
-    values: dict[str, Any] = {}
-    for opt in (o.strip() for o in text.split(",")):
-        if not opt:
-            continue
-        key, sep, raw = opt.partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not sep or key not in kinds:
-            raise ConfigError(
-                f"{where}: option {opt!r} must be KEY=VALUE with KEY one of {', '.join(kinds)}"
-            )
-        if kinds[key] in (bool, "bool"):
-            if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ConfigError(f"{where}: {key} = {raw!r} must be true or false")
-            values[key] = raw.lower() in ("1", "true", "yes", "on")
-        else:
-            try:
-                values[key] = float(raw)
-            except ValueError:
-                raise ConfigError(f"{where}: {key} = {raw!r} is not a number") from None
+    opts = [o.strip() for o in text.split(",") if o.strip()]
+    values = parse_key_values(opts, where, LinkConfig)
     try:
         return LinkConfig(**values)
     except ConfigError as exc:
@@ -220,14 +201,8 @@ class LinkController:
         self.config = config
         self.link = link
         self._clock = clock
-        self._stream = _StreamClock()
-        self._anchor: BeatEvent | None = None
+        self._follow = TrackerFollower()
         self._bar_stable = 0  # beats in a row whose bar position followed from the one before
-        self._bpm = 0.0
-        self._confidence = 0.0
-        self._locked = False
-        self._beats_per_bar = 4
-        self._active = False
         self._link_offset_s = 0.0
         self._offset_at = -math.inf
         self._expect: tuple[float, float, float] | None = None  # tempo, link time, beat
@@ -243,21 +218,15 @@ class LinkController:
     # ------------------------------------------------------------------ events
     def on_event(self, wall_s: float, event: Event) -> None:
         """Take one event that arrived at ``wall_s`` (``clock`` seconds)."""
+        f = self._follow
+        prev = f.anchor
+        f.on_event(wall_s, event)
         if isinstance(event, StreamStartEvent):
-            self._stream.reset()
-            self._anchor = None
             self._bar_stable = 0
-            self._bpm = 0.0
-            self._locked = False
-        self._stream.observe(wall_s, event.emitted_s)
-        if isinstance(event, StreamEndEvent):
-            self._active = False
-            self._locked = False
-            return
-        self._active = True
-        if isinstance(event, BeatEvent):
-            prev = self._anchor
-            n = self._beats_per_bar
+        elif isinstance(event, StreamEndEvent):
+            f.locked = False
+        elif isinstance(event, BeatEvent):
+            n = f.beats_per_bar
             if (
                 prev is not None
                 and event.beat_index > prev.beat_index
@@ -269,17 +238,6 @@ class LinkController:
                 self._bar_stable += 1
             else:
                 self._bar_stable = 0
-            self._anchor = event
-            if event.bpm > 0.0:
-                self._bpm = event.bpm
-            self._confidence = event.confidence
-            self._locked = event.locked
-        elif isinstance(event, TempoEvent):
-            if event.bpm > 0.0:
-                self._bpm = event.bpm
-            self._confidence = event.confidence
-            self._locked = event.locked
-            self._beats_per_bar = max(1, event.beats_per_bar)
 
     # ------------------------------------------------------------------ periodic
     def _refresh_offset(self, now: float) -> None:
@@ -296,19 +254,19 @@ class LinkController:
 
     def _desired_bar_phase(self, wall_s: float) -> float | None:
         """Where onbeat's grid says the bar is at ``wall_s``: beats since the downbeat."""
-        anchor = self._anchor
-        if anchor is None or not self._bpm > 0.0 or not self._stream.known:
+        f = self._follow
+        if f.anchor is None or not f.ready:
             return None
-        t = self._stream.to_stream(wall_s) - self.config.offset_ms * 1e-3
-        k = (t - anchor.time_s) * self._bpm / 60.0
-        return (anchor.beat_in_bar - 1 + k) % self._beats_per_bar
+        t = f.stream.to_stream(wall_s) - self.config.offset_ms * 1e-3
+        k = f.beats_since_anchor(t)
+        return (f.anchor.beat_in_bar - 1 + k) % f.beats_per_bar
 
     def _watch_peers(self, link_t: float, beat: float, tempo: float, now: float) -> None:
         """Flag a session change onbeat did not make; remember the session for the next poll."""
         exp = self._expect
         if exp is not None:
             e_tempo, e_t, e_beat = exp
-            q = float(self._beats_per_bar)
+            q = float(self._follow.beats_per_bar)
             changed = abs(tempo - e_tempo) > self.PEER_TEMPO_EPS * e_tempo
             if not changed:
                 drift_beats = _wrap(beat - (e_beat + (link_t - e_t) * e_tempo / 60.0), q)
@@ -335,7 +293,8 @@ class LinkController:
         cfg = self.config
         if now - self._offset_at >= self.OFFSET_REFRESH_S:
             self._refresh_offset(now)
-        q = self._beats_per_bar
+        f = self._follow
+        q = f.beats_per_bar
         if link.quantum != q:
             link.quantum = q
             self._expect = None  # beats are counted against the quantum
@@ -344,20 +303,20 @@ class LinkController:
         tempo = link.tempo
         self._watch_peers(link_t, beat, tempo, now)
         sure = (
-            self._active
-            and self._locked
-            and self._confidence >= cfg.min_confidence
-            and self._bpm > 0.0
-            and self._anchor is not None
+            f.active
+            and f.locked
+            and f.confidence >= cfg.min_confidence
+            and f.bpm > 0.0
+            and f.anchor is not None
         )
         if not sure:
-            self._set_state("waiting" if self._active else "stopped")
+            self._set_state("waiting" if f.active else "stopped")
             return
         if now - self._peer_change_at < cfg.yield_s:
             self._set_state("yielding")
             return
         self._set_state("leading")
-        ours = min(LINK_MAX_BPM, max(LINK_MIN_BPM, self._bpm))
+        ours = min(LINK_MAX_BPM, max(LINK_MIN_BPM, f.bpm))
         can_tempo = now - self._last_tempo_commit >= self.MIN_COMMIT_INTERVAL_S
         if can_tempo and abs(tempo / ours - 1.0) * 100.0 > cfg.tempo_tolerance_pct:
             self._commit_tempo(ours, now)
@@ -399,7 +358,9 @@ class LinkController:
 
     def _set_state(self, state: str) -> None:
         if state != self.state:
-            log.info("Link: %s (%d peer(s), %.2f BPM)", state, self.link.num_peers, self._bpm)
+            log.info(
+                "Link: %s (%d peer(s), %.2f BPM)", state, self.link.num_peers, self._follow.bpm
+            )
             self.state = state
 
     def _commit_tempo(self, bpm: float, now: float) -> None:
@@ -443,7 +404,7 @@ class LinkSink:
         self._stop = False
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._log = _RateLimitedLog(log)
+        self._log = RateLimitedLog(log)
         self._link: Any = None
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}-link", daemon=True)
         self._thread.start()

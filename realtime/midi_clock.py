@@ -25,7 +25,7 @@ Timing
 The sink's own clock thread sleeps until ``SPIN_S`` before each deadline and spins the rest, so a
 clock leaves within microseconds of its deadline at the cost of about 1 % of a core at 120 BPM.
 Stream time maps to ``time.monotonic`` through the events' arrival
-(:class:`~onbeat.realtime.osc._StreamClock`); ``output_latency_ms`` sends everything earlier by
+(:class:`~onbeat.realtime.clock.StreamClock`); ``output_latency_ms`` sends everything earlier by
 the receiver's latency. JACK delivers MIDI once per period, so the receiver sees the clocks on
 the period grid (5.3 ms with ``-p 256`` at 48 kHz).
 """
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+from onbeat.realtime.clock import RateLimitedLog, TrackerFollower
 from onbeat.realtime.errors import ConfigError, OnbeatError
 from onbeat.realtime.events import (
     BeatEvent,
@@ -51,13 +52,13 @@ from onbeat.realtime.events import (
     StreamStartEvent,
     TempoEvent,
 )
-from onbeat.realtime.osc import _RateLimitedLog, _StreamClock
-from onbeat.realtime.validation import check_range
+from onbeat.realtime.validation import check_range, parse_key_values
 
 __all__ = [
     "MIDI_APIS",
     "MidiClockConfig",
     "MidiClockSink",
+    "jack_running",
     "list_midi_outputs",
     "parse_midi_clock",
 ]
@@ -74,8 +75,6 @@ _BACKENDS = {
 _CLOCKS_PER_BEAT = 24
 _CLOCKS_PER_SIXTEENTH = 6
 _SPP_MAX = (1 << 14) - 1
-_TRUE = ("1", "true", "yes", "on")
-_BOOL = (*_TRUE, "0", "false", "no", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +154,6 @@ _OPTION_KEYS: dict[str, str] = {
     "spp": "song_position",
     "song_position": "song_position",
 }
-_FLOATS = ("output_latency_ms", "min_confidence", "stop_after_s")
-_BOOLS = ("start_at_downbeat", "song_position")
 
 
 def parse_midi_clock(text: str) -> MidiClockConfig:
@@ -186,28 +183,11 @@ def parse_midi_clock(text: str) -> MidiClockConfig:
         values["virtual_name"] = head[len("virtual:") :].strip()
         head = ""
     values["port"] = head
-    for opt in (o.strip() for o in opts):
-        if not opt:
-            continue
-        key, sep, raw = opt.partition("=")
-        field_name = _OPTION_KEYS.get(key.strip())
-        raw = raw.strip()
-        if not sep or field_name is None:
-            raise ConfigError(
-                f"{where}: option {opt!r} must be KEY=VALUE with KEY one of "
-                f"{', '.join(sorted(_OPTION_KEYS))}"
-            )
-        if field_name in _FLOATS:
-            try:
-                values[field_name] = float(raw)
-            except ValueError:
-                raise ConfigError(f"{where}: {key.strip()} = {raw!r} is not a number") from None
-        elif field_name in _BOOLS:
-            if raw.lower() not in _BOOL:
-                raise ConfigError(f"{where}: {key.strip()} = {raw!r} must be true or false")
-            values[field_name] = raw.lower() in _TRUE
-        else:
-            values[field_name] = raw
+    values.update(
+        parse_key_values(
+            [o.strip() for o in opts if o.strip()], where, MidiClockConfig, _OPTION_KEYS
+        )
+    )
     try:
         return MidiClockConfig(**values)
     except ConfigError as exc:
@@ -231,6 +211,23 @@ def _backend(api: str) -> Any:
         return mido.Backend(_backend_name(api), load=True)
     except ImportError as exc:
         raise OnbeatError(f"MIDI clock needs python-rtmidi: {exc}") from None
+
+
+def jack_running() -> bool:
+    """Whether a JACK server answers: a probe client opens a virtual MIDI port and closes it.
+
+    With ``JACK_NO_START_SERVER=1`` in the environment, libjack never starts a server for it.
+    """
+    try:
+        import rtmidi
+
+        probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "onbeat-probe")
+        probe.open_virtual_port("probe")
+    except Exception:
+        return False
+    probe.close_port()
+    probe.delete()
+    return True
 
 
 def list_midi_outputs(api: str = "auto") -> list[str]:
@@ -373,14 +370,8 @@ class MidiClockSink:
         self._closing = False
         # clock-thread state
         self._latency_s = self.config.output_latency_ms * 1e-3
-        self._stream = _StreamClock()
-        self._anchor: BeatEvent | None = None
-        self._bpm = 0.0
-        self._confidence = 0.0
-        self._locked = False
-        self._beats_per_bar = 4
+        self._follow = TrackerFollower()
         self._last_sure = -math.inf
-        self._ended = True
         self._mode = _STOPPED
         self._target_index = 0
         self._ticks = 0
@@ -388,7 +379,7 @@ class MidiClockSink:
         self._resume_ticks = 0
         self._retry_at = 0.0
         self._streak = 0
-        self._log = _RateLimitedLog(log)
+        self._log = RateLimitedLog(log)
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         if start:
             self._thread.start()
@@ -479,51 +470,31 @@ class MidiClockSink:
 
     def _sure(self) -> bool:
         if self.config.start_on == "beat":
-            return self._anchor is not None
-        return self._locked and self._confidence >= self.config.min_confidence
+            return self._follow.anchor is not None
+        return self._follow.locked and self._follow.confidence >= self.config.min_confidence
 
     def _on_event(self, wall: float, ev: Event) -> None:
         if isinstance(ev, StreamStartEvent):
             if self._mode == _PLAYING:
                 self._stop_now()
             self._mode = _STOPPED
-            self._stream.reset()
-            self._anchor = None
-            self._bpm = 0.0
-            self._locked = False
             self._last_sure = -math.inf
             self._resume_ticks = 0
-        self._stream.observe(wall, ev.emitted_s)
+        self._follow.on_event(wall, ev)
         if isinstance(ev, StreamEndEvent):
-            self._ended = True
             if self._mode == _PLAYING:
                 self._stop_now()
             self._mode = _STOPPED
             return
-        self._ended = False
-        if isinstance(ev, BeatEvent):
-            self._anchor = ev
-            if ev.bpm > 0.0:
-                self._bpm = ev.bpm
-            self._confidence = ev.confidence
-            self._locked = ev.locked
-        elif isinstance(ev, TempoEvent):
-            if ev.bpm > 0.0:
-                self._bpm = ev.bpm
-            self._confidence = ev.confidence
-            self._locked = ev.locked
-            self._beats_per_bar = max(1, ev.beats_per_bar)
-        else:
+        if not isinstance(ev, BeatEvent | TempoEvent):
             return
         if self._sure() and (self.config.start_on == "lock" or isinstance(ev, BeatEvent)):
             self._last_sure = wall
 
     def _grid_wall(self, beats_from_anchor: float) -> float:
         """Wall time at which to send for the grid position ``beats_from_anchor``."""
-        anchor = self._anchor
-        assert anchor is not None
-        t = anchor.time_s + beats_from_anchor * 60.0 / self._bpm
-        return self._stream.to_wall(t) - self._latency_s
+        f = self._follow
+        return f.stream.to_wall(f.grid_time(beats_from_anchor)) - self._latency_s
 
     def _transport(self, now: float) -> None:
         mode = self._mode
@@ -533,30 +504,30 @@ class MidiClockSink:
                 log.info("MIDI clock: no lock for %.1f s: stop", quiet_s)
                 self._stop_now()
             return
+        f = self._follow
         ready = (
-            not self._ended
-            and self._anchor is not None
-            and self._bpm > 0.0
-            and self._stream.known
+            f.active
+            and f.ready
             and self._sure()
-            and quiet_s < 1.0 + 120.0 / self._bpm  # fresh: within two beats
+            and quiet_s < 1.0 + 120.0 / f.bpm  # fresh: within two beats
         )
         if mode == _ARMED:
             if not ready:
                 self._mode = _STOPPED
-            elif self._due(now) < now - 30.0 / self._bpm:  # missed by half a beat: choose again
+            elif self._due(now) < now - 30.0 / f.bpm:  # missed by half a beat: choose again
                 self._arm(now)
         elif ready:
             self._arm(now)
 
     def _arm(self, now: float) -> None:
-        anchor = self._anchor
+        f = self._follow
+        anchor = f.anchor
         assert anchor is not None
-        period_s = 60.0 / self._bpm
-        t = self._stream.to_stream(now + self._latency_s + self.ARM_LEAD_S)
+        period_s = 60.0 / f.bpm
+        t = f.stream.to_stream(now + self._latency_s + self.ARM_LEAD_S)
         j = math.ceil((t - anchor.time_s) / period_s)
         if self.config.start_at_downbeat:
-            n = self._beats_per_bar
+            n = f.beats_per_bar
             j += (n - (anchor.beat_in_bar - 1 + j) % n) % n
         self._target_index = anchor.beat_index + j
         self._mode = _ARMED
@@ -565,7 +536,7 @@ class MidiClockSink:
         if self._mode == _PLAYING:
             return self._next_due
         if self._mode == _ARMED:
-            anchor = self._anchor
+            anchor = self._follow.anchor
             assert anchor is not None
             return self._grid_wall(self._target_index - anchor.beat_index)
         return now + self.IDLE_S
@@ -595,13 +566,13 @@ class MidiClockSink:
 
     def _next_tick(self, prev_due: float) -> float:
         """Deadline of the next clock: one nominal interval, slewed toward the beat grid."""
-        nominal_s = 60.0 / self._bpm / _CLOCKS_PER_BEAT
+        f = self._follow
+        nominal_s = 60.0 / f.bpm / _CLOCKS_PER_BEAT
         naive = prev_due + nominal_s
-        anchor = self._anchor
-        if anchor is None or not self._stream.known:
+        if f.anchor is None or not f.stream.known:
             return naive
-        t = self._stream.to_stream(naive + self._latency_s)
-        grid_ticks = (t - anchor.time_s) * self._bpm / 60.0 * _CLOCKS_PER_BEAT
+        t = f.stream.to_stream(naive + self._latency_s)
+        grid_ticks = f.beats_since_anchor(t) * _CLOCKS_PER_BEAT
         err = _wrap(grid_ticks - self._ticks, float(_CLOCKS_PER_BEAT))  # > 0: the grid is ahead
         slew = max(-self.MAX_SLEW, min(self.MAX_SLEW, self.GAIN * err))
         return prev_due + nominal_s * (1.0 - slew)
@@ -611,7 +582,7 @@ class MidiClockSink:
             self.stops += 1
         log.info("MIDI clock: stop at song position %d", self._ticks // _CLOCKS_PER_SIXTEENTH)
         self._mode = _STOPPED
-        bar = _CLOCKS_PER_BEAT * self._beats_per_bar
+        bar = _CLOCKS_PER_BEAT * self._follow.beats_per_bar
         resume = -(-self._ticks // bar) * bar
         self._resume_ticks = resume if resume // _CLOCKS_PER_SIXTEENTH <= _SPP_MAX else 0
 

@@ -71,6 +71,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
+from onbeat.realtime.clock import RateLimitedLog, StreamClock
 from onbeat.realtime.commands import Command, CommandQueue
 from onbeat.realtime.errors import ConfigError, OnbeatError
 from onbeat.realtime.events import (
@@ -83,7 +84,7 @@ from onbeat.realtime.events import (
     TagsEvent,
     TempoEvent,
 )
-from onbeat.realtime.validation import split_host_port
+from onbeat.realtime.validation import parse_key_values, split_host_port
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
@@ -236,15 +237,6 @@ _OPTION_KEYS: dict[str, str] = {
 }
 
 
-def _option_value(field_name: str, raw: str, where: str) -> Any:
-    if field_name in ("prefix", "name", "profile"):
-        return raw
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{where}: {field_name} = {raw!r} is not a number") from None
-
-
 def parse_osc_target(text: str) -> OscTarget:
     """Parse a command-line OSC target.
 
@@ -297,15 +289,7 @@ def parse_osc_target(text: str) -> OscTarget:
             raise ConfigError(
                 f"{where}: {part!r} is neither a port nor a profile ({', '.join(OSC_PROFILES)})"
             )
-    for opt in opts:
-        key, sep, raw = opt.partition("=")
-        field_name = _OPTION_KEYS.get(key.strip())
-        if not sep or field_name is None:
-            raise ConfigError(
-                f"{where}: option {opt!r} must be KEY=VALUE with KEY one of "
-                f"{', '.join(sorted(_OPTION_KEYS))}"
-            )
-        values[field_name] = _option_value(field_name, raw.strip(), where)
+    values.update(parse_key_values(opts, where, OscTarget, _OPTION_KEYS))
     if port is None:
         default = OSC_PRESETS.get(values.get("profile", ""), (None, ""))[0]
         if default is None:
@@ -393,69 +377,6 @@ def _i32(x: int) -> int:
 def _osc_name(text: str) -> str:
     """A label as one OSC address part: lower case, runs of other characters become ``_``."""
     return _NAME_RE.sub("_", text.lower()).strip("_") or "unknown"
-
-
-class _RateLimitedLog:
-    """At most one log line per ``interval_s``; the lines in between are counted and reported."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 1.0) -> None:
-        self._log = logger
-        self._interval_s = interval_s
-        self._last = -math.inf
-        self.suppressed = 0
-
-    def __call__(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval_s:
-            self.suppressed += 1
-            return
-        self._last = now
-        if self.suppressed:
-            msg += " (%d similar message(s) suppressed)"
-            args = (*args, self.suppressed)
-            self.suppressed = 0
-        self._log.log(level, msg, *args, exc_info=exc_info)
-
-
-class _StreamClock:
-    """Maps stream seconds to monotonic wall-clock seconds.
-
-    Every event is an observation ``(wall when received, emitted_s)``. Delivery only ever adds
-    delay, so the offset ``wall - stream`` is taken as the minimum over the last ``window_s``
-    seconds: the least-delayed recent observation. The window lets the offset follow drift between
-    the audio clock and the wall clock, and a stream replayed faster than real time (where the
-    latest observation is always the minimum).
-    """
-
-    def __init__(self, window_s: float = 2.0) -> None:
-        self._window_s = window_s
-        self._obs: deque[tuple[float, float]] = deque()
-
-    def reset(self) -> None:
-        self._obs.clear()
-
-    @property
-    def known(self) -> bool:
-        return bool(self._obs)
-
-    def observe(self, wall_s: float, stream_s: float) -> None:
-        off = wall_s - stream_s
-        obs = self._obs
-        while obs and obs[-1][1] >= off:
-            obs.pop()
-        obs.append((wall_s, off))
-        while obs[0][0] < wall_s - self._window_s:
-            obs.popleft()
-
-    @property
-    def offset_s(self) -> float:
-        return self._obs[0][1] if self._obs else 0.0
-
-    def to_wall(self, stream_s: float) -> float:
-        return stream_s + self.offset_s
-
-    def to_stream(self, wall_s: float) -> float:
-        return wall_s - self.offset_s
 
 
 _Args = tuple[tuple[str, Any], ...]
@@ -548,7 +469,7 @@ class OscSink:
         self._wake = threading.Event()
         self._stop = False
         # sender-thread state
-        self._clock = _StreamClock()
+        self._clock = StreamClock()
         self._heap: list[tuple[float, int, str, Any]] = []
         self._seq = 0
         self._pulse_gen: dict[str, int] = {}
@@ -569,7 +490,7 @@ class OscSink:
         self._streak = 0
         self._last_error = -math.inf
         self._ever_opened = False
-        self._log = _RateLimitedLog(log)
+        self._log = RateLimitedLog(log)
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-send", daemon=True)
         if start:
             self._thread.start()
@@ -849,7 +770,11 @@ class OscSink:
     def _send_tags(self, ev: TagsEvent) -> None:
         a = self._a
         top_genre, top_p = ev.genre[0] if ev.genre else ("unknown", 0.0)
+        if ev.top_genre:
+            top_genre, top_p = ev.top_genre, dict(ev.genre).get(ev.top_genre, 0.0)
         quadrant = ev.mood_quadrant[0][0] if ev.mood_quadrant else "unknown"
+        if ev.top_quadrant:
+            quadrant = ev.top_quadrant
         if self._mode == "rich":
             self._send(
                 a["tags"],
@@ -1180,7 +1105,7 @@ class OscControlServer:
         self.ignored = 0
         self.rejected: Counter[str] = Counter()
         self._networks = config.networks
-        self._log = _RateLimitedLog(log)
+        self._log = RateLimitedLog(log)
         p = config.prefix
         self._routes: dict[str, Callable[[list[Any], str], None]] = {
             f"{p}/tap": self._trigger("tap"),

@@ -27,7 +27,12 @@ from onbeat.realtime.events import (
     StreamStartEvent,
     TempoEvent,
 )
-from onbeat.realtime.midi_clock import MidiClockConfig, MidiClockSink, parse_midi_clock
+from onbeat.realtime.midi_clock import (
+    MidiClockConfig,
+    MidiClockSink,
+    jack_running,
+    parse_midi_clock,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -170,19 +175,6 @@ def test_follows_a_tempo_change_and_phase_smoothly() -> None:
 
 
 # ---------------------------------------------------------------------------------- JACK
-def _jack_ready() -> bool:
-    import rtmidi
-
-    try:
-        probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "onbeat-probe")
-        probe.open_virtual_port("probe")
-    except Exception:
-        return False
-    probe.close_port()
-    probe.delete()
-    return True
-
-
 _RECEIVER = """
 import json, sys, threading, time
 import mido
@@ -208,7 +200,7 @@ def jack_server() -> Iterator[None]:
     pytest.importorskip("rtmidi")
     pytest.importorskip("mido")
     os.environ["JACK_NO_START_SERVER"] = "1"  # libjack must not spawn servers of its own
-    if _jack_ready():  # someone's server is running: use it, leave it alone
+    if jack_running():  # someone's server is running: use it, leave it alone
         yield
         return
     jackd = shutil.which("jackd")
@@ -224,7 +216,7 @@ def jack_server() -> Iterator[None]:
     )
     try:
         deadline = time.monotonic() + 10.0
-        while not _jack_ready():
+        while not jack_running():
             if proc.poll() is not None or time.monotonic() > deadline:
                 out = proc.communicate(timeout=5)[0] if proc.poll() is not None else ""
                 pytest.skip(f"jackd (dummy driver) did not start: {out.strip()[-500:]}")

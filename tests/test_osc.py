@@ -765,3 +765,100 @@ def test_control_fuzz_100k_packets(control, caplog) -> None:  # type: ignore[no-
     client.send_message("/onbeat/nudge", [7.0])
     assert wait_for(lambda: server.accepted == before + 1)
     assert [(c.kind, c.args) for c in q.drain()] == [("nudge", (7.0,))]
+
+
+def _rejected_packets(n: int, seed: int = 4) -> list[bytes]:
+    """``n`` fuzz packets of which a control server turns none into a command.
+
+    Random mutation now and then yields a valid command (``/onbeat/resync`` with no argument);
+    a probe server that never listens filters those out, so the fuzzed run may differ from the
+    quiet one only through the load of rejecting packets.
+    """
+    probe = OscControlServer(OscControlConfig(port=0), CommandQueue())  # never started
+    origin = ("127.0.0.1", 9)
+    out: list[bytes] = []
+    try:
+        for dgram in _fuzz_packets(random.Random(seed), 2 * n):
+            accepted = probe.accepted
+            if probe._verify(dgram, origin):
+                probe._handle_packet(dgram, origin)
+            if probe.accepted == accepted:
+                out.append(dgram)
+                if len(out) == n:
+                    break
+    finally:
+        probe.close()
+    assert len(out) == n
+    return out
+
+
+@pytest.mark.timeout(240)
+def test_fuzzing_leaves_beats_unchanged(caplog) -> None:  # type: ignore[no-untyped-def]
+    """A replay's beats while malformed, unknown, oversized and wrongly typed packets hit the
+    engine's control port on loopback equal those of a quiet run of the same audio.
+    """
+    from onbeat.realtime.config import OnbeatConfig, apply_overrides
+    from onbeat.realtime.demo import demo_song
+    from onbeat.realtime.engine import Engine
+    from onbeat.realtime.sources import ArraySource
+
+    caplog.set_level(logging.ERROR, logger="onbeat.realtime.osc")
+    song = demo_song(duration_s=120.0, bpm=124.0, seed=3)
+    config = apply_overrides(OnbeatConfig(), {"tags.enabled": "off", "output.console": False})
+    packets = _rejected_packets(100_000)
+
+    def run(fuzz: bool) -> tuple[list[tuple[Any, ...]], OscControlServer, int]:
+        engine = Engine(config)
+        sub = engine.bus.subscribe("test", 1_000_000)
+        server = OscControlServer(OscControlConfig(port=0), engine.commands).start()
+        seen: dict[int, int] = {}  # packets received by the first (0) and the last (1) frame
+
+        def hook(_analyzer: Any, frame: int, _sample: int) -> None:
+            seen.setdefault(0, server.received)
+            seen[1] = server.received
+
+        engine.frame_hooks.append(hook)
+        stop = threading.Event()
+
+        def bombard() -> None:
+            dest = ("127.0.0.1", server.port)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+                for sent, dgram in enumerate(itertools.cycle(packets), 1):
+                    if stop.is_set():
+                        return
+                    raw.sendto(dgram, dest)
+                    if sent % 200 == 0:  # keep the socket buffer from overflowing (bounded)
+                        deadline = time.monotonic() + 0.5
+                        while server.received < sent - 2000 and time.monotonic() < deadline:
+                            time.sleep(0.0005)
+
+        sender = threading.Thread(target=bombard, daemon=True)
+        try:
+            if fuzz:
+                sender.start()
+                assert wait_for(lambda: server.received > 1000, 10.0)
+            summary = engine.run_fast(ArraySource(song.samples, song.sample_rate_hz, "song"))
+        finally:
+            stop.set()
+            if fuzz:
+                sender.join(5.0)
+            server.close()
+        assert summary.dropped == 0
+        beats = [
+            (e.sample_index, e.time_s, e.emitted_s, e.beat_index, e.beat_in_bar, e.bpm, e.locked)
+            for e in sub.drain()
+            if isinstance(e, BeatEvent)
+        ]
+        return beats, server, seen[1] - seen[0]
+
+    quiet, quiet_server, _ = run(fuzz=False)
+    fuzzed, server, hit_during = run(fuzz=True)
+    assert quiet_server.received == 0
+    # the packets arrived while the audio was analysed, and none became a command
+    print(f"{hit_during} packets hit the control port during the analysis")
+    assert hit_during >= 100_000, hit_during
+    assert server.accepted == 0 and server.alive is False and server.rejected["internal"] == 0
+    for reason in ("oversized", "not_osc", "malformed", "unknown_address", "bad_args"):
+        assert server.rejected[reason] > 100, dict(server.rejected)
+    assert len(quiet) > 200  # still tracking: about 2 beats a second
+    assert fuzzed == quiet
