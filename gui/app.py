@@ -64,10 +64,8 @@ def create_app(argv: Sequence[str] = ()) -> Any:
     from onbeat.gui.theme import apply_theme
     from PyQt6 import QtWidgets
 
-    # The GUI shares the interpreter with the analysis thread. Handing the GIL over every 1 ms
-    # instead of every 5 ms keeps a long stretch of display code from delaying a frame (measured:
-    # p99 frame latency 12 -> 6 ms with the window at 60 fps).
-    sys.setswitchinterval(0.001)
+    # The analysis runs in its own process (onbeat.gui.engine_process): nothing here can hold
+    # its GIL, so the interpreter's defaults stay.
     app = QtWidgets.QApplication.instance()
     if app is None:
         app = QtWidgets.QApplication(["onbeat", *argv])

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import pyqtgraph as pg
 from onbeat.gui import theme
 from onbeat.gui.state import DisplayState
-from onbeat.realtime.views import FrameViews, ViewLayout
+from onbeat.realtime.views import FrameViews, SharedViewsReader, ViewLayout
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 __all__ = ["ScrollingPlots", "TempoPlot"]
@@ -225,7 +225,7 @@ class ScrollingPlots(QtWidgets.QWidget):
         self._wave_base = np.zeros(2 * _WAVE_BINS)
         self._wave_lo = np.zeros(_WAVE_BINS, dtype=np.float32)
         self._wave_hi = np.zeros(_WAVE_BINS, dtype=np.float32)
-        self._wave_key: tuple[int, int, int] = (0, 0, 0)
+        self._wave_key: tuple[int, int, int, int] = (0, 0, 0, 0)
 
         # -- spectrogram
         self.spec_plot = self.canvas.addPlot(row=1, col=0)
@@ -309,9 +309,9 @@ class ScrollingPlots(QtWidgets.QWidget):
             r = g.boundingRect()
             g.set_extent(r.top(), r.bottom(), -self.window_s, self.lookahead_s)
         self._generation = -1  # re-size the frame buffers on the next update
-        self._wave_key = (0, 0, 0)
+        self._wave_key = (0, 0, 0, 0)
 
-    def _configure(self, views: FrameViews, lay: ViewLayout) -> None:
+    def _configure(self, views: FrameViews | SharedViewsReader, lay: ViewLayout) -> None:
         """Allocate the per-stream buffers (a new stream, or a new window length)."""
         n = min(views.max_frames, max(2, math.ceil(self.window_s * lay.frame_rate_hz)))
         self._spec = np.zeros((n, lay.bands), dtype=np.float32)
@@ -337,7 +337,7 @@ class ScrollingPlots(QtWidgets.QWidget):
         self.spec_plot.getAxis("left").setTicks([ticks, []])
 
     # ------------------------------------------------------------------ per tick
-    def update_frames(self, views: FrameViews, now_s: float) -> None:
+    def update_frames(self, views: FrameViews | SharedViewsReader, now_s: float) -> None:
         """Spectrogram and activation curves from the frame views."""
         lay = views.layout
         if lay is None:
@@ -377,8 +377,9 @@ class ScrollingPlots(QtWidgets.QWidget):
 
         Parameters
         ----------
-        ring : RingBuffer or None
-            The engine's ring (device rate, all input channels).
+        ring : RingBuffer or SharedAudio or None
+            An audio ring (``written``, ``capacity``, ``window``): the analysed mono audio from
+            the shared views, or any :class:`~onbeat.realtime.ringbuffer.RingBuffer`.
         rate_hz : int
             Its sample rate.
         now_s : float
@@ -391,7 +392,7 @@ class ScrollingPlots(QtWidgets.QWidget):
         nb = _WAVE_BINS
         spb = max(1, math.ceil(self.window_s * rate_hz / nb))
         written = ring.written
-        key = (spb, rate_hz, id(ring))
+        key = (spb, rate_hz, id(ring), getattr(ring, "generation", 0))
         if key != self._wave_key or written < self._wave_done * spb:
             j = np.arange(nb) - nb + 0.5
             self._wave_base[0::2] = j * spb / rate_hz

@@ -1,11 +1,10 @@
-"""Runs the engine on its own thread for the GUI (no Qt here).
+"""Runs the engine on its own thread (no Qt here).
 
-One :class:`EngineRunner` per window. :meth:`EngineRunner.start` builds a fresh
-:class:`~onbeat.realtime.bus.EventBus` with the GUI's bounded subscription, an
-:class:`~onbeat.realtime.engine.Engine` with the GUI's :class:`FrameViews` hook, and runs
-``run_paced`` (file, demo), ``run_fast`` (tests) or ``run_live`` (a device) on an ``engine``
-thread. The GUI reads the subscription, the views and ``engine.ring`` from its timer, and puts
-tracker commands on ``engine.analyzer.commands``.
+The GUI runs this inside its engine process (:mod:`onbeat.gui.engine_process`), never in the Qt
+process. :meth:`EngineRunner.start` builds a fresh :class:`~onbeat.realtime.bus.EventBus` with a
+bounded subscription for the GUI, an :class:`~onbeat.realtime.engine.Engine` with the given frame
+views hook, and runs ``run_paced`` (file, demo), ``run_fast`` (tests) or ``run_live`` (a device)
+on an ``engine`` thread. Tracker commands go on ``engine.commands``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from onbeat.realtime.commands import Command
 from onbeat.realtime.config import OnbeatConfig
 from onbeat.realtime.engine import Engine, RunSummary
 from onbeat.realtime.sources import ArraySource, BlockSource, FileSource, LiveSource
-from onbeat.realtime.views import FrameViews
+from onbeat.realtime.views import FrameViews, SharedFrameViews
 
 __all__ = ["EngineRunner", "SourceSpec"]
 
@@ -86,19 +85,25 @@ class SourceSpec:
 
 
 class EngineRunner:
-    """Owns the engine thread of the GUI.
+    """Owns one engine thread.
 
     Parameters
     ----------
     config : OnbeatConfig
         Engine configuration.
-    views : FrameViews
-        The GUI's frame views (added to every engine's frame hooks).
+    views : FrameViews or SharedFrameViews or None
+        Frame views added to every engine's frame hooks (None: no hook).
     queue_size : int
         Length of the GUI's bus subscription (drop-oldest beyond it).
     """
 
-    def __init__(self, config: OnbeatConfig, views: FrameViews, *, queue_size: int = 4096) -> None:
+    def __init__(
+        self,
+        config: OnbeatConfig,
+        views: FrameViews | SharedFrameViews | None,
+        *,
+        queue_size: int = 4096,
+    ) -> None:
         self.config = config
         self.views = views
         self.queue_size = queue_size
@@ -151,7 +156,8 @@ class EngineRunner:
         bus = EventBus()
         self.subscription = bus.subscribe("gui", self.queue_size)
         engine = Engine(self.config, bus=bus)
-        engine.frame_hooks.append(self.views)
+        if self.views is not None:
+            engine.frame_hooks.append(self.views)
         self.engine = engine
         self.spec = spec
         self.summary = None
@@ -194,6 +200,10 @@ class EngineRunner:
             log.warning("audible playback unavailable: %s", exc)
             self.error = f"audible playback unavailable: {exc}"
 
+    def request_stop(self) -> None:
+        """Ask the running stream to stop, without waiting."""
+        self._stop.set()
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the stream and wait for the engine thread to finish."""
         self._stop.set()
@@ -232,9 +242,9 @@ class EngineRunner:
         return int(analyzer.device_rate_hz) if analyzer is not None else 0
 
     def command_queue(self) -> Any:
-        """The analyzer's command queue, or None when no stream runs (or no queue exists)."""
-        analyzer = self.engine.analyzer if self.engine is not None else None
-        return getattr(analyzer, "commands", None)
+        """The engine's tracker command queue (every analyzer of the engine drains it), or None
+        before the first stream."""
+        return self.engine.commands if self.engine is not None else None
 
     def send(self, command: Command) -> bool:
         """Queue a tracker command; False when there is no analyzer to take it."""

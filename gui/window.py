@@ -1,31 +1,31 @@
 """The main window: scrolling plots in the centre, panels in movable docks, one update timer.
 
-Everything here runs on the Qt main thread. :meth:`MainWindow.tick`, called by a ``QTimer`` at the
-configured rate, drains the GUI's bus subscription, copies the newest frames from the read-only
-views and the audio ring, and updates plot items that were created once. Nothing in this module
-calls a detector; tracker controls only put :class:`~onbeat.realtime.commands.Command` objects on
-the analyzer's command queue.
+Everything here runs on the Qt main thread; the analysis runs in the engine process
+(:mod:`onbeat.gui.engine_process`). :meth:`MainWindow.tick`, called by a ``QTimer`` at the
+configured rate, receives the engine's events, copies the newest frames and audio from the shared
+read-only views, and updates plot items that were created once. Nothing in this module calls a
+detector; tracker controls only send :class:`~onbeat.realtime.commands.Command` objects to the
+engine's command queue.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import gc
 import logging
 import math
 import time
 from typing import Any
 
+from onbeat.gui.engine_process import EngineOptions, EngineProcess
 from onbeat.gui.panels import BeatPanel, ControlsPanel, InputPanel, OscPanel, TagsPanel
 from onbeat.gui.plots import ScrollingPlots, TempoPlot
-from onbeat.gui.runner import EngineRunner, SourceSpec
+from onbeat.gui.runner import SourceSpec
 from onbeat.gui.settings import GuiSettings, save_settings
 from onbeat.gui.state import DisplayState
 from onbeat.realtime.commands import Command
 from onbeat.realtime.config import OnbeatConfig
 from onbeat.realtime.errors import OnbeatError
-from onbeat.realtime.views import FrameViews
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 __all__ = ["MainWindow"]
@@ -58,9 +58,18 @@ class MainWindow(QtWidgets.QMainWindow):
         Display settings and the saved layout.
     save : bool
         Write settings and layout back when the window closes.
+    runner : EngineProcess, optional
+        The engine process to use (default: a new one, launched now, in the background).
     """
 
-    def __init__(self, config: OnbeatConfig, settings: GuiSettings, *, save: bool = True) -> None:
+    def __init__(
+        self,
+        config: OnbeatConfig,
+        settings: GuiSettings,
+        *,
+        save: bool = True,
+        runner: EngineProcess | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.settings = settings
@@ -68,9 +77,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("onbeat")
         self.resize(1600, 960)
         self.state = DisplayState()
-        cap = max(400, math.ceil(10.0 * config.frame_rate_hz)) + 200
-        self.views = FrameViews(cap, margin_frames=200)
-        self.runner = EngineRunner(config, self.views)
+        if runner is None:
+            cap = max(400, math.ceil(10.0 * config.frame_rate_hz)) + 200
+            options = EngineOptions(
+                capacity_frames=cap, margin_frames=200, log_level=logging.getLogger().level
+            )
+            runner = EngineProcess(config, options)
+        self.runner = runner
+        self.views = runner.views
         self.ticks = 0
         self._fps_count = 0
         self._fps_wall = time.monotonic()
@@ -82,11 +96,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self._drawn_now = -1.0
         self._drawn_written = -1
         self._tempo_wall = 0.0
+        self._shown_error = ""
         self._build()
         self._restore_layout()
+        self._deferred = False
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
-        self.timer.timeout.connect(self.tick)
+        self.timer.timeout.connect(self._on_timer)
         self.set_fps(settings.fps)
         self.timer.start()
 
@@ -255,15 +271,11 @@ class MainWindow(QtWidgets.QMainWindow):
         """Start analysing ``spec``; False (and a message in the status bar) when it fails."""
         if spec.kind in ("file", "demo") and not spec.fast:
             spec = dataclasses.replace(spec, audible=self.act_audible.isChecked())
-        # Move everything alive now (Qt, pyqtgraph, torch) out of the cyclic collector's reach,
-        # before the engine starts: a full collection of those ~300k objects holds the GIL for
-        # 100-200 ms, which the analysis thread (and a live audio callback) would have to wait out.
-        gc.collect()
-        gc.freeze()
         try:
             self.runner.start(spec)
         except OnbeatError as exc:
             self.last_error = str(exc)
+            self._shown_error = self.runner.error
             self.show_message(f"cannot start {spec.describe()}: {exc}")
             return False
         self.state.reset()
@@ -304,7 +316,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ commands
     def send_command(self, kind: str, args: tuple[float, ...]) -> bool:
-        """Put a tracker command on the analyzer's queue (applied before its next frame)."""
+        """Send a tracker command to the engine (applied before its next frame)."""
         try:
             cmd = Command(kind, tuple(float(a) for a in args), origin="gui")
         except ValueError as exc:
@@ -317,11 +329,53 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     # ------------------------------------------------------------------ the timer
+    def quiet_delay_ms(self) -> int:
+        """Milliseconds until the display may update without overlapping an analysis frame.
+
+        The engine publishes a frame every hop (10 ms) and the wall time it did so. An update
+        (drain, copy, paint: a few ms) that starts within the first third of the gap after a
+        frame ends before the next one; otherwise it waits until just after the next frame. Two
+        processes then rarely run at once, so the display does not compete with the analysis
+        for a CPU shared under a hypervisor, nor for its caches. 0 when no stream runs.
+        """
+        views = self.views
+        lay = views.layout
+        if lay is None or not self.runner.running:
+            return 0
+        period = 1.0 / lay.frame_rate_hz
+        since = time.monotonic() - views.frame_wall_s
+        if since < period / 3 or since > 2 * period:  # in the gap, or no frames are coming
+            return 0
+        return max(1, math.ceil(1000 * (period - since) + 0.5))
+
+    def _on_timer(self) -> None:
+        """The refresh timer: update now, or just after the next analysis frame."""
+        if self._deferred:
+            return
+        delay = self.quiet_delay_ms()
+        if delay <= 0:
+            self.tick()
+            return
+        self._deferred = True
+        QtCore.QTimer.singleShot(delay, QtCore.Qt.TimerType.PreciseTimer, self._deferred_tick)
+
+    def _deferred_tick(self) -> None:
+        self._deferred = False
+        if not self._closed:
+            self.tick()
+
     def tick(self) -> None:
         """One display update: drain events, copy the newest frames, update the items."""
         wall = time.monotonic()
         state = self.state
-        sub = self.runner.subscription
+        runner = self.runner
+        runner.pump()
+        if runner.error != self._shown_error:
+            self._shown_error = runner.error
+            if runner.error:
+                self.show_message(f"engine: {runner.error}")
+                self._update_status()
+        sub = runner.subscription
         fresh = False
         if sub is not None and sub.pending():
             state.apply(sub.drain(_MAX_EVENTS_PER_TICK), wall)
@@ -329,16 +383,15 @@ class MainWindow(QtWidgets.QMainWindow):
         views = self.views
         state.advance(views.time_s, wall)
         now = state.now_s
-        ring = self.runner.ring
-        written = ring.written if ring is not None else -1
+        audio = views.audio
+        written = audio.refresh() if audio is not None else -1
         # Nothing new (stopped, paused or between two hops): leave the plots as they are.
         if fresh or now != self._drawn_now or written != self._drawn_written:
             self._drawn_now, self._drawn_written = now, written
             if views.layout is not None:
                 self.plots.update_frames(views, now)
-            rate = self.runner.device_rate_hz
-            if ring is not None and rate > 0:
-                self.plots.update_wave(ring, rate, now, written / rate - now)
+            if audio is not None and audio.sample_rate_hz > 0:
+                self.plots.update_wave(audio, audio.sample_rate_hz, now, audio.end_s - now)
             self.plots.update_marks(state)
         self.beat_panel.show_state(state, wall)
         self.input_panel.show_state(state, self._device_text())
@@ -359,15 +412,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _device_text(self) -> str:
         st = self.state
-        live = self.runner.live
-        if live is not None:
-            latency = live.latency_s
-            text = f"{live.name}\n{live.sample_rate_hz} Hz · {1000 * latency:.1f} ms in"
+        info = self.runner.info
+        if info is not None and info.live:
+            text = f"{info.device}\n{info.live_rate_hz} Hz · {1000 * info.latency_s:.1f} ms in"
             if st.device_state in ("lost", "reopened"):
                 text += f" · {st.device_state}"
             return text
         if st.source:
-            rate = self.runner.device_rate_hz or st.sample_rate_hz
+            rate = (info.device_rate_hz if info is not None else 0) or st.sample_rate_hz
             return f"{st.source} (replay)\n{rate} Hz"
         return "no input"
 
@@ -382,8 +434,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.status_text.setText(text)
         self.act_start.setText("■ Stop" if self.runner.running else "▶ Start")
         h = st.health
-        sub = self.runner.subscription
-        dropped = sub.dropped if sub is not None else 0
+        dropped = self.runner.dropped
         if h is not None:
             self.health_text.setText(
                 f"xruns {h.xruns} · overflows {h.overflows} · dropped (GUI) {dropped}"
@@ -398,12 +449,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:
-        """Stop the timer and the engine, and save the settings (once)."""
+        """Stop the timer and the engine process, and save the settings (once)."""
         if self._closed:
             return
         self._closed = True
         self.timer.stop()
-        self.runner.stop()
+        self.runner.close()
         if self._save:
             save_settings(self.current_settings())
 

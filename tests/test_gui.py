@@ -9,6 +9,7 @@ real ``xcb`` platform under ``xvfb-run`` when it is installed.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import shutil
 import subprocess
@@ -72,6 +73,10 @@ class _FakeAnalyzer:
         self.ctx = SimpleNamespace(frame_rate_hz=100.0)
         self.hop = 441
         self.rate_hz = 44100
+        self._hop_audio = np.zeros(self.hop, dtype=np.float32)
+
+    def latest_hop(self):
+        return self._hop_audio
 
     def step(self, views, k: int) -> None:
         """Write frame ``k`` (values tagged with k) and call the hook."""
@@ -80,6 +85,7 @@ class _FakeAnalyzer:
         self.onsets.activation = float(k)
         if hasattr(self, "beats"):
             self.beats.activation = -float(k)
+        self._hop_audio[:] = k + np.arange(self.hop) / self.hop  # sample j of frame k: k + j/hop
         views(self, k + 1, (k + 1) * self.hop)
 
 
@@ -147,6 +153,118 @@ def test_views_allocate_once_per_stream():
     gen = views.generation
     _FakeAnalyzer().step(views, 0)
     assert views.generation == gen + 1 and views.frames == 1
+
+
+def test_shared_views_mirror_the_newest_frames_and_audio():
+    """The shared-memory writer and a reader attached by name see what FrameViews sees."""
+    from onbeat.realtime.views import SharedFrameViews, SharedViewsReader
+
+    writer = SharedFrameViews(50, margin_frames=10)
+    reader = SharedViewsReader(50, margin_frames=10)
+    an = _FakeAnalyzer()
+    spec = np.zeros((8, 5), dtype=np.float32)
+    onset = np.zeros(8, dtype=np.float32)
+    beat = np.zeros(8, dtype=np.float32)
+    try:
+        assert reader.copy_latest(spec, onset, beat) == (0, 0.0)  # not attached yet
+        assert reader.layout is None and reader.audio is None
+        for k in range(3):
+            an.step(writer, k)
+        reader.attach(writer.segment_name)
+        have, t = reader.copy_latest(spec, onset, beat)
+        assert have == 3
+        assert t == pytest.approx(3 * 441 / 44100) and reader.time_s == pytest.approx(t)
+        assert 0 <= time.monotonic() - reader.frame_wall_s < 5.0  # one system-wide clock
+        np.testing.assert_array_equal(onset, [0, 0, 0, 0, 0, 0, 1, 2])
+        for k in range(3, 123):  # wraps the 50-frame ring twice
+            an.step(writer, k)
+        have, t = reader.copy_latest(spec, onset, beat)
+        assert have == 8 and t == pytest.approx(123 * 441 / 44100)
+        np.testing.assert_array_equal(onset, np.arange(115, 123))
+        np.testing.assert_array_equal(beat, -np.arange(115, 123))
+        np.testing.assert_allclose(spec[-1], 122 + np.arange(5) / 10)
+        lay = reader.layout
+        assert lay is not None and lay.bands == 5 and lay.frame_size == 2048 and lay.has_beats
+        np.testing.assert_allclose(lay.center_hz, np.geomspace(50.0, 8000.0, 5))
+        # the audio ring holds the newest hops, contiguous, like a one-channel RingBuffer
+        audio = reader.audio
+        assert audio is not None and audio.capacity == 50 * 441 and audio.channels == 1
+        assert audio.refresh() == 123 * 441 and audio.end_s == pytest.approx(t)
+        w = audio.window(audio.written, 3 * 441)
+        assert w.shape == (3 * 441, 1) and not w.flags.writeable
+        np.testing.assert_allclose(
+            w[:, 0], np.repeat([120, 121, 122], 441) + np.tile(np.arange(441) / 441, 3), rtol=1e-6
+        )
+        with pytest.raises(ValueError, match="at most 40"):
+            reader.copy_latest(np.zeros((41, 5), dtype=np.float32), None, None)
+        # a new stream (a new analyzer) reuses the segment under a new generation
+        gen, name = reader.generation, writer.segment_name
+        an2 = _FakeAnalyzer()
+        an2.step(writer, 0)
+        assert writer.segment_name == name
+        have, _ = reader.copy_latest(spec, onset, beat)
+        assert reader.generation == gen + 1 and have == 1 and onset[-1] == 0.0
+        assert reader.audio is not None and reader.audio.generation != audio.generation
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_shared_views_writer_does_not_allocate_and_reader_drops_torn_copies():
+    import tracemalloc
+
+    from onbeat.realtime.views import SharedFrameViews, SharedViewsReader
+
+    writer = SharedFrameViews(200, margin_frames=20)
+    reader = SharedViewsReader(200, margin_frames=20)
+    an = _FakeAnalyzer(beats=False)
+    try:
+        for k in range(300):
+            an.step(writer, k)
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for k in range(300, 1300):
+            an.step(writer, k)
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        this_file = [tracemalloc.Filter(True, "*views.py")]
+        grown = sum(
+            s.size_diff
+            for s in after.filter_traces(this_file).compare_to(
+                before.filter_traces(this_file), "filename"
+            )
+        )
+        assert grown < 1024, f"views.py allocated {grown} bytes over 1000 frames"
+        reader.attach(writer.segment_name)
+        assert reader.layout is not None and not reader.layout.has_beats
+        out = np.zeros(100, dtype=np.float32)
+        assert reader.copy_latest(None, out, None)[0] == 100
+        # a writer that laps the reader by more than the margin during the copy: dropped
+        k = 1300
+
+        class WriterRunsDuringCopy(np.ndarray):
+            frames = 0
+            analyzer = an
+
+            def __setitem__(self, key, value):
+                nonlocal k
+                super().__setitem__(key, value)
+                for _ in range(self.frames):
+                    self.analyzer.step(writer, k)
+                    k += 1
+
+        racing = np.zeros(100, dtype=np.float32).view(WriterRunsDuringCopy)
+        racing.frames = 20  # within the margin: the copied frames were not overwritten
+        assert reader.copy_latest(None, racing, None)[0] == 100
+        racing.frames = 21
+        assert reader.copy_latest(None, racing, None)[0] == 0
+        # a new stream starting during the copy (the generation moves): dropped too
+        racing.frames, racing.analyzer = 1, _FakeAnalyzer(beats=False)
+        assert reader.copy_latest(None, racing, None)[0] == 0
+        assert reader.copy_latest(None, out, None)[0] == 1  # the new stream's first frame
+    finally:
+        reader.close()
+        writer.close()
 
 
 # ---------------------------------------------------------------------- state (no Qt)
@@ -381,17 +499,16 @@ def test_synthetic_beats_drive_the_display(window):
 
 
 @needs_qt
-def test_controls_put_commands_on_the_queue(window, qtbot):
-    from onbeat.realtime.commands import Command, CommandQueue
-    from onbeat.realtime.demo import click_track
+def test_controls_send_tracker_commands(window, qtbot):
+    """Every control sends its tracker command to the engine process, which applies each one
+    on the analysis thread, in order, and reports it back as a CommandEvent."""
+    from onbeat.gui.runner import SourceSpec
+    from onbeat.realtime.commands import CommandEvent
     from PyQt6 import QtCore
 
-    song = click_track(duration_s=1.0)
     assert not window.send_command("tap", ())  # nothing runs yet
-    _replay(window, song.samples, song.sample_rate_hz)
-    queue = window.runner.command_queue()
-    assert isinstance(queue, CommandQueue)
-    queue.drain()
+    assert window.start_source(SourceSpec("demo", duration_s=20.0))
+    assert window.runner.running
     c = window.controls
     c.nudge_ms.setValue(15.0)
     left = QtCore.Qt.MouseButton.LeftButton
@@ -399,16 +516,30 @@ def test_controls_put_commands_on_the_queue(window, qtbot):
         qtbot.mouseClick(button, left)
     qtbot.mouseClick(c.freeze, left)
     qtbot.mouseClick(c.freeze, left)
-    assert queue.drain() == [
-        Command("tap", (), "gui"),
-        Command("nudge", (-15.0,), "gui"),
-        Command("nudge", (15.0,), "gui"),
-        Command("resync", (), "gui"),
-        Command("double", (), "gui"),
-        Command("halve", (), "gui"),
-        Command("freeze", (1.0,), "gui"),
-        Command("freeze", (0.0,), "gui"),
+    expected = [
+        ("tap", ()),
+        ("nudge", (-15.0,)),
+        ("nudge", (15.0,)),
+        ("resync", ()),
+        ("double", ()),
+        ("halve", ()),
+        ("freeze", (1.0,)),
+        ("freeze", (0.0,)),
     ]
+    applied: list[CommandEvent] = []
+
+    def all_applied() -> None:
+        window.runner.pump()
+        events = window.runner.subscription.drain()
+        applied.extend(e for e in events if isinstance(e, CommandEvent))
+        assert len(applied) >= len(expected)
+
+    qtbot.waitUntil(all_applied, timeout=10_000)
+    assert [(e.kind, e.args) for e in applied] == expected
+    assert all(e.origin == "gui" for e in applied)
+    window.runner.stop()
+    assert not window.runner.running
+    assert not window.send_command("tap", ())  # stopped: nothing to take it
 
 
 @needs_qt
@@ -418,7 +549,7 @@ def test_controls_reach_the_tracker_while_running(window, qtbot):
     from PyQt6 import QtCore
 
     assert window.start_source(SourceSpec("demo", duration_s=10.0))
-    qtbot.waitUntil(lambda: window.runner.command_queue() is not None, timeout=10_000)
+    assert window.runner.running
     qtbot.mouseClick(window.controls.tap, QtCore.Qt.MouseButton.LeftButton)
 
     def reported() -> None:
@@ -427,6 +558,89 @@ def test_controls_reach_the_tracker_while_running(window, qtbot):
 
     qtbot.waitUntil(reported, timeout=5_000)
     assert window.controls.feedback.text().startswith("tap()")
+
+
+@needs_qt
+def test_analysis_runs_in_its_own_process(window, qtbot):
+    """No analysis thread in the GUI process; start/stop and a new source restart it there."""
+    import threading
+
+    from onbeat.gui.runner import SourceSpec
+
+    proc = window.runner._proc
+    assert proc is not None and proc.pid != os.getpid()
+    assert window.start_source(SourceSpec("demo", duration_s=30.0))
+    names = {t.name for t in threading.enumerate()}
+    assert not names & {"engine", "player"}, names
+    qtbot.waitUntil(lambda: window.tick() or window.views.frames > 50, timeout=10_000)
+    assert window.runner.pid == proc.pid
+    window.toggle_running()  # stop
+    assert not window.runner.running and window.runner.summary is not None
+    assert window.runner.summary.reason == "stopped"
+    window.toggle_running()  # start the same source again, in the same engine process
+    assert window.runner.running and window.runner._proc is proc
+    gen = window.views.generation
+    qtbot.waitUntil(lambda: window.tick() or window.views.generation > gen, timeout=10_000)
+    assert window.views.layout is not None
+    window.shutdown()  # closing the window ends the engine process
+    assert not proc.is_alive() and proc.exitcode == 0
+
+
+@needs_qt
+def test_display_updates_between_analysis_frames(window, qtbot, monkeypatch):
+    """The refresh timer updates in the gap after a frame, or waits until just after the next."""
+    import onbeat.gui.window as window_module
+    from onbeat.gui.runner import SourceSpec
+
+    assert window.quiet_delay_ms() == 0  # no stream: update at once
+    assert window.start_source(SourceSpec("demo", duration_s=30.0))
+    qtbot.waitUntil(lambda: window.tick() or window.views.frames > 5, timeout=10_000)
+    period = 1.0 / window.views.layout.frame_rate_hz
+    since = 0.0
+    # the clock as seen from the newest frame's publication (read at the same moment)
+    monkeypatch.setattr(window_module.time, "monotonic", lambda: window.views.frame_wall_s + since)
+    for since, expected in ((0.1 * period, 0), (0.3 * period, 0), (3 * period, 0)):
+        assert window.quiet_delay_ms() == expected, since
+    since = 0.5 * period
+    delay = window.quiet_delay_ms()
+    assert math.ceil(500 * period) <= delay <= math.ceil(500 * period) + 1
+    ticks = window.ticks
+    window._on_timer()  # deferred: one update, just after the next frame
+    assert window._deferred and window.ticks == ticks
+    window._on_timer()  # a second timeout meanwhile does not queue another
+    qtbot.waitUntil(lambda: not window._deferred, timeout=1_000)
+    assert window.ticks == ticks + 1
+    since = 0.1 * period
+    window._on_timer()
+    assert window.ticks == ticks + 2 and not window._deferred
+
+
+@needs_qt
+def test_engine_process_dying_shows_an_error(window, qtbot):
+    """A killed engine process is reported in the window (no hang); a new start relaunches it."""
+    import signal
+
+    from onbeat.gui.runner import SourceSpec
+
+    assert window.start_source(SourceSpec("demo", duration_s=30.0))
+    qtbot.waitUntil(lambda: window.tick() or window.views.layout is not None, timeout=10_000)
+    proc = window.runner._proc
+    os.kill(proc.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+
+    def reported() -> None:
+        window.tick()
+        assert "engine process stopped unexpectedly" in window.status_text.text()
+
+    qtbot.waitUntil(reported, timeout=5_000)
+    assert time.monotonic() - t0 < 5.0
+    assert not window.runner.running and not window.runner.alive
+    assert window.act_start.text() == "▶ Start"
+    assert not window.send_command("tap", ())
+    window.tick()  # drawing with the engine gone neither fails nor blocks
+    assert window.start_source(SourceSpec("demo", duration_s=5.0))
+    assert window.runner._proc is not proc and window.runner.running
+    assert not window.runner.error
 
 
 def _rss_bytes() -> int | None:
@@ -450,19 +664,22 @@ def test_many_updates_do_not_grow_memory(window):
             window.tick()
             window.plots.canvas.viewport().repaint()  # paint every frame, as the screen would
             process()
-            time.sleep(0.001)  # leave the GIL to the engine between frames, as the timer would
+            time.sleep(0.002)  # let stream time pass between frames, as the timer would
 
     deadline = time.monotonic() + 20
     while window.views.layout is None and time.monotonic() < deadline:
+        window.runner.pump()  # the shared views are mapped when the engine names them
         time.sleep(0.01)
     ticks(300)  # warm-up: caches, first stream frames
     gc.collect()
     objects0, rss0 = len(gc.get_objects()), _rss_bytes()
+    onsets0 = window.state.counts.get("onset", 0)
     ticks(2050)
     gc.collect()
     objects1, rss1 = len(gc.get_objects()), _rss_bytes()
     assert window.runner.running, "the demo ended before the updates did"
     assert window.state.counts.get("onset", 0) > 20
+    assert window.state.counts.get("onset", 0) - onsets0 > 10  # events flowed while measured
     assert objects1 - objects0 < 300, f"{objects1 - objects0} more Python objects"
     if rss0 is not None and rss1 is not None:
         assert rss1 - rss0 < 16 * 2**20, f"RSS grew by {(rss1 - rss0) / 2**20:.1f} MiB"
