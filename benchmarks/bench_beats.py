@@ -103,13 +103,14 @@ def renders_test_set(max_files: int | None) -> list[Item]:
 def run_onbeat(path: Path) -> dict:
     """Run the live code path over a file; beat events and analysis CPU."""
     from onbeat.realtime.bus import EventBus
-    from onbeat.realtime.config import OnbeatConfig
+    from onbeat.realtime.config import OnbeatConfig, apply_overrides
     from onbeat.realtime.engine import Engine
     from onbeat.realtime.sources import FileSource
 
     bus = EventBus()
     sub = bus.subscribe("bench", 10_000_000)
-    summary = Engine(OnbeatConfig(), bus=bus).run_fast(FileSource(path))
+    config = apply_overrides(OnbeatConfig(), {"tags.enabled": "off"})  # tags: bench_tags.py
+    summary = Engine(config, bus=bus).run_fast(FileSource(path))
     beats = [e for e in sub.drain() if e.type == "beat"]
     return {
         "times_s": [e.time_s for e in beats],

@@ -40,12 +40,12 @@ def _pct(values: list[float], q: float) -> float:
 def bench_onbeat(signal: np.ndarray, sr: int) -> dict[str, float]:
     """Per-frame cost of the feature path and the onset stage, and whole-engine CPU per second."""
     from onbeat.realtime.bus import EventBus
-    from onbeat.realtime.config import OnbeatConfig
+    from onbeat.realtime.config import OnbeatConfig, apply_overrides
     from onbeat.realtime.engine import Engine
     from onbeat.realtime.events import OnsetEvent
     from onbeat.realtime.sources import ArraySource
 
-    config = OnbeatConfig()
+    config = apply_overrides(OnbeatConfig(), {"tags.enabled": "off"})  # tags: bench_tags.py
     bus = EventBus()
     sub = bus.subscribe("bench", 10_000_000)
     engine = Engine(config, bus=bus)

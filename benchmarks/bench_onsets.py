@@ -34,7 +34,9 @@ def run_onbeat(path: Path, detector: str) -> dict:
     from onbeat.realtime.engine import Engine
     from onbeat.realtime.sources import FileSource
 
-    config = apply_overrides(OnbeatConfig(), {"onset.detector": detector, "beats.source": "off"})
+    config = apply_overrides(
+        OnbeatConfig(), {"onset.detector": detector, "beats.source": "off", "tags.enabled": "off"}
+    )
     bus = EventBus()
     sub = bus.subscribe("bench", 10_000_000)
     summary = Engine(config, bus=bus).run_fast(FileSource(path))
