@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,103 @@ def test_slow_model_drops_windows_instead_of_queueing(
     assert tagger.dropped_total > 0
     assert tags and tags[-1].dropped > 0
     assert len(tags) + tagger.dropped_total >= 15  # every due window is either done or counted
+
+
+def test_window_reads_exactly_the_right_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ramp makes every sample's index visible: each window is the 3 s before its end."""
+    engine = _engine(_config(gate_dbfs=-140.0), _weights(tmp_path), monkeypatch)
+    tagger = engine.tagger
+    assert tagger is not None
+    seen: list[tuple[int, np.ndarray]] = []
+    compute = tagger._compute
+
+    def spy(end: int, sample: int):  # records what the real computation read, then runs it
+        ev = compute(end, sample)
+        seen.append((sample, tagger._window.copy()))
+        return ev
+
+    monkeypatch.setattr(tagger, "_compute", spy)
+    n = 8 * SR
+    ramp = (np.arange(n) % 65536).astype(np.float32) / 65536.0  # exact in float32
+    _run(engine, ramp)
+    assert len(seen) == 4  # windows end at 3.0, 4.5, 6.0, 7.5 s
+    for sample, window in seen:
+        want = ramp[sample - tagger.window_n : sample]
+        np.testing.assert_array_equal(window, want)
+
+
+def test_worker_survives_a_failing_model_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model call that raises: logged, that window dropped, the next windows still tagged."""
+    engine = _engine(_config(), _weights(tmp_path), monkeypatch)
+    tagger = engine.tagger
+    assert tagger is not None
+    tagger.prepare()
+    real = tagger._net
+    calls = {"n": 0}
+
+    def flaky(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("simulated model failure")
+        return real(x)
+
+    tagger._net = flaky
+    audio = demo_song(duration_s=7.0, sample_rate_hz=SR).samples
+    tags = _run(engine, audio, paced=True)
+    assert calls["n"] >= 3
+    assert [round(e.time_s, 2) for e in tags] == [4.5, 6.0]  # the 3.0 s window failed
+
+
+def test_silence_gives_no_label_churn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = _engine(_config(), _weights(tmp_path), monkeypatch)
+    song = demo_song(duration_s=9.0, sample_rate_hz=SR).samples
+    quiet = 1e-4 * np.random.default_rng(0).standard_normal(20 * SR).astype(np.float32)
+    tags = _run(engine, np.concatenate([song, quiet]))
+    assert tags and max(e.time_s for e in tags) <= 9.0 + 3.0  # nothing once the window is quiet
+    assert engine.tagger is not None and engine.tagger.gated >= 10
+
+
+def test_tags_reach_jsonl_and_osc_receiver(tmp_path: Path) -> None:
+    """End to end with the shipped model: `onbeat replay --fast` → JSON Lines and real OSC."""
+    import subprocess
+    import sys
+    import threading
+
+    import soundfile as sf
+    from onbeat.models.registry import WEIGHTS_DIR
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    if not (WEIGHTS_DIR / "tags.safetensors").exists():
+        pytest.skip("no tagging model shipped")
+    got: list[tuple[str, tuple]] = []
+    disp = Dispatcher()
+    disp.set_default_handler(lambda address, *args: got.append((address, args)))
+    server = ThreadingOSCUDPServer(("127.0.0.1", 0), disp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    wav = tmp_path / "song.wav"
+    sf.write(wav, demo_song(duration_s=8.0, sample_rate_hz=SR).samples, SR)
+    events = tmp_path / "ev.jsonl"
+    port = server.server_address[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "onbeat", "replay", str(wav), "--fast", "--no-console",
+         "--events", str(events), "--osc", f"127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    time_s = [json.loads(x)["time_s"] for x in events.read_text().splitlines() if '"tags"' in x]
+    assert time_s == pytest.approx([3.0, 4.5, 6.0, 7.5], abs=0.011)
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline and sum(a == "/onbeat/genre/top" for a, _ in got) < 4:
+        time.sleep(0.05)
+    server.shutdown()
+    tops = [args[0] for a, args in got if a == "/onbeat/genre/top"]
+    assert len(tops) == 4 and all(t in GENRES for t in tops)
+    quads = [args[0] for a, args in got if a == "/onbeat/mood/quadrant"]
+    assert quads and all(q in ("Q1", "Q2", "Q3", "Q4") for q in quads)
+    valence = [args[0] for a, args in got if a == "/onbeat/mood/valence"]
+    assert valence and all(-1.0 <= v <= 1.0 for v in valence)
