@@ -127,10 +127,12 @@ class Engine:
         if tagger is not None:
             tagger.close()
             tagger.inline = inline_tags
-            if inline_tags and not tagger.ready:
+            if not tagger.ready:
+                # Before any audio: importing torch in the worker while the stream runs holds
+                # the GIL for seconds on a cold start and would delay the analysis thread.
                 tagger.prepare()
             tagger.reset()
-            tagger.start()  # live and paced runs load the model in the worker, not here
+            tagger.start()
         ring = RingBuffer(int(self.config.audio.ring_s * rate_hz), channels)
         analyzer = Analyzer(
             self.config, self.bus, device_rate_hz=rate_hz, channels_in=channels, source_name=name

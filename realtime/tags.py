@@ -196,8 +196,8 @@ class Tagger:
         return self._ready
 
     def start(self) -> None:
-        """Start the worker thread (not used inline); it loads the model first if needed, so
-        the stream starts without waiting for torch."""
+        """Start the worker thread (not used inline); it loads the model first if
+        :meth:`prepare` was not called (the engine calls it before any audio)."""
         if self.inline or (self._thread is not None and self._thread.is_alive()):
             return
         self._stop.clear()
