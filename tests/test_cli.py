@@ -121,8 +121,10 @@ def test_devices_command_runs():
     assert "Traceback" not in r.stderr
 
 
-def test_ctrl_c_leaves_complete_jsonl(click_wav, tmp_path):
-    wav, _ = click_wav
+def test_ctrl_c_leaves_complete_jsonl(tmp_path):
+    # long enough that Ctrl-C lands mid-stream even when start-up (torch, the tagger) is slow
+    wav = tmp_path / "clicks.wav"
+    sf.write(wav, click_track(duration_s=30, sample_rate_hz=48000).samples, 48000)
     out = tmp_path / "ev.jsonl"
     p = subprocess.Popen(
         [sys.executable, "-m", "onbeat", "replay", str(wav), "--events", str(out), "--no-console"],
@@ -140,8 +142,8 @@ def test_ctrl_c_leaves_complete_jsonl(click_wav, tmp_path):
     assert p.returncode == 0, err
     assert "Traceback" not in err
     ev = read_events(out)  # every line parses
-    assert ev[-1]["type"] == "end" and ev[-1]["reason"] == "stopped"
-    assert 1.0 < ev[-1]["time_s"] < 6.0
+    assert ev[-1]["type"] == "end" and ev[-1]["reason"] == "stopped", (ev[-1], err[-2000:])
+    assert 1.0 < ev[-1]["time_s"] < 25.0
 
 
 def test_demo_fast_runs():
