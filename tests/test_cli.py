@@ -131,6 +131,9 @@ def test_ctrl_c_leaves_complete_jsonl(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell that starts jobs in the background ignores SIGINT, and the child inherits that
+        # (Python then installs no KeyboardInterrupt handler): restore the default, as a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env=ENV,
     )
     deadline = time.time() + 60
