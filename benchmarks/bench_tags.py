@@ -52,35 +52,19 @@ def bench_onbeat(signal: np.ndarray, windows: int) -> dict[str, float]:
     import torch
     from onbeat.models.registry import weights_path
     from onbeat.models.tagger import load_tagger
-    from onbeat.realtime.features import log_mel
-    from onbeat.realtime.filterbanks import mel_filterbank
 
     torch.set_num_threads(1)
     net, meta = load_tagger(weights_path("tags"))
     rss1 = _rss_mb()
     spec = net.spec
-    fb = mel_filterbank(
-        n_fft=spec.n_fft,
-        sample_rate_hz=spec.sample_rate_hz,
-        n_mels=spec.n_mels,
-        fmax_hz=spec.fmax_hz,
-    )
+    fb = spec.filterbank()
     n = spec.window_samples
     starts = np.linspace(0, len(signal) - n, windows).astype(int)
     mel_ms, cnn_ms = [], []
     for i, s in enumerate(starts):
         x = np.ascontiguousarray(signal[s : s + n])
         t0 = time.perf_counter()
-        m = log_mel(
-            x,
-            sample_rate_hz=spec.sample_rate_hz,
-            n_fft=spec.n_fft,
-            hop_size=spec.hop_size,
-            n_mels=spec.n_mels,
-            fmax_hz=spec.fmax_hz,
-            log_mul=spec.log_mul,
-            filterbank=fb,
-        )
+        m = spec.log_mel(x, fb)
         t1 = time.perf_counter()
         with torch.inference_mode():
             net(torch.from_numpy(m)[None])

@@ -123,6 +123,33 @@ class TaggerSpec:
         """Mel frames per window (frames start at sample 0, no padding)."""
         return 1 + (self.window_samples - self.n_fft) // self.hop_size
 
+    def filterbank(self) -> Any:
+        """The mel filterbank of this input (build once, pass to :meth:`log_mel`)."""
+        from onbeat.realtime.filterbanks import mel_filterbank
+
+        return mel_filterbank(
+            n_fft=self.n_fft,
+            sample_rate_hz=self.sample_rate_hz,
+            n_mels=self.n_mels,
+            fmax_hz=self.fmax_hz,
+        )
+
+    def log_mel(self, audio: npt.NDArray[np.float32], filterbank: Any) -> npt.NDArray[np.float32]:
+        """The network's input for mono ``audio`` at :attr:`sample_rate_hz` (the engine's numba
+        log-mel), shape ``(frames, n_mels)``."""
+        from onbeat.realtime.features import log_mel
+
+        return log_mel(
+            audio,
+            sample_rate_hz=self.sample_rate_hz,
+            n_fft=self.n_fft,
+            hop_size=self.hop_size,
+            n_mels=self.n_mels,
+            fmax_hz=self.fmax_hz,
+            log_mul=self.log_mul,
+            filterbank=filterbank,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """JSON-able form."""
         return asdict(self)

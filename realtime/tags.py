@@ -155,7 +155,6 @@ class Tagger:
         import torch
         from onbeat.models.registry import WEIGHTS_DIR, weights_path
         from onbeat.models.tagger import load_tagger
-        from onbeat.realtime.filterbanks import mel_filterbank
 
         torch.set_num_threads(1)
         path = self.weights or weights_path("tags")
@@ -169,12 +168,7 @@ class Tagger:
                 f"the tagging model expects {spec.sample_rate_hz} Hz analysis audio, "
                 f"not {self.rate_hz} Hz"
             )
-        self._fb = mel_filterbank(
-            n_fft=spec.n_fft,
-            sample_rate_hz=spec.sample_rate_hz,
-            n_mels=spec.n_mels,
-            fmax_hz=spec.fmax_hz,
-        )
+        self._fb = spec.filterbank()
         a = 1.0 - math.exp(-self.config.hop_s / self.config.ema_s) if self.config.ema_s else 1.0
         self.state = TagsState(spec.genres, spec.quadrants, a, self.config.hysteresis)
         self._infer(np.zeros(self.window_n, np.float32))  # warm-up: numba mel and torch
@@ -316,19 +310,7 @@ class Tagger:
         self, x: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float, npt.NDArray[np.float32]]:
         """Raw genre and quadrant probabilities, voice probability and normalised embedding."""
-        from onbeat.realtime.features import log_mel
-
-        spec = self._spec
-        mel = log_mel(
-            x,
-            sample_rate_hz=spec.sample_rate_hz,
-            n_fft=spec.n_fft,
-            hop_size=spec.hop_size,
-            n_mels=spec.n_mels,
-            fmax_hz=spec.fmax_hz,
-            log_mul=spec.log_mul,
-            filterbank=self._fb,
-        )
+        mel = self._spec.log_mel(x, self._fb)
         torch = self._torch
         with torch.inference_mode():
             out = self._net(torch.from_numpy(mel)[None])

@@ -44,6 +44,7 @@ import torch
 from onbeat.models.tagger import GENRES, TagCNN, TaggerSpec, mood_from_quadrants, save_tagger
 from onbeat.training.augment import MelAugment
 from onbeat.training.datasets import default_data_root, load_audio
+from onbeat.training.tasks import _card
 from torch import nn
 
 __all__ = [
@@ -242,9 +243,6 @@ def artist_folds(items: Sequence[TagItem], k: int = 10, seed: int = 0) -> npt.ND
 
 def mel_of(path: Path, spec: TaggerSpec, cache_dir: Path) -> F32:
     """Log-mel of a whole file with the tagger's parameters, cached (float16 on disk)."""
-    from onbeat.realtime.features import log_mel
-    from onbeat.realtime.filterbanks import mel_filterbank
-
     st = path.stat()
     key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{spec.n_fft}|{spec.hop_size}"
     key += f"|{spec.n_mels}|{spec.fmax_hz}|{spec.log_mul}|{spec.sample_rate_hz}"
@@ -254,23 +252,7 @@ def mel_of(path: Path, spec: TaggerSpec, cache_dir: Path) -> F32:
             return np.load(out).astype(np.float32)
         except (OSError, ValueError):
             pass
-    fb = mel_filterbank(
-        n_fft=spec.n_fft,
-        sample_rate_hz=spec.sample_rate_hz,
-        n_mels=spec.n_mels,
-        fmax_hz=spec.fmax_hz,
-    )
-    audio = load_audio(path, spec.sample_rate_hz)
-    mel = log_mel(
-        audio,
-        sample_rate_hz=spec.sample_rate_hz,
-        n_fft=spec.n_fft,
-        hop_size=spec.hop_size,
-        n_mels=spec.n_mels,
-        fmax_hz=spec.fmax_hz,
-        log_mul=spec.log_mul,
-        filterbank=fb,
-    )
+    mel = spec.log_mel(load_audio(path, spec.sample_rate_hz), spec.filterbank())
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
@@ -464,14 +446,8 @@ def fit(
 
 
 def _centres(spec: TaggerSpec) -> npt.NDArray[np.float64]:
-    from onbeat.realtime.filterbanks import mel_filterbank
-
-    return mel_filterbank(
-        n_fft=spec.n_fft,
-        sample_rate_hz=spec.sample_rate_hz,
-        n_mels=spec.n_mels,
-        fmax_hz=spec.fmax_hz,
-    ).center_hz
+    c: npt.NDArray[np.float64] = spec.filterbank().center_hz
+    return c
 
 
 def windows_of(mel: F32, spec: TaggerSpec, hop_frames: int | None = None) -> F32:
@@ -645,16 +621,3 @@ def train_tags(
     save_tagger(net, export_dir, extra=meta)
     (export_dir / f"{spec.name}.md").write_text(_card(spec.name, meta))
     return pooled
-
-
-def _card(name: str, meta: dict[str, Any]) -> str:
-    lines = [f"# Model card: `{name}`", ""]
-    for k, v in meta.items():
-        if isinstance(v, dict):
-            lines.append(f"- **{k}**:")
-            lines += [
-                f"  - {kk}: {round(vv, 4) if isinstance(vv, float) else vv}" for kk, vv in v.items()
-            ]
-        else:
-            lines.append(f"- **{k}**: {v}")
-    return "\n".join(lines) + "\n"

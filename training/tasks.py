@@ -92,9 +92,16 @@ def gain_augment() -> GainAugment:
 
 
 def _card(name: str, meta: dict[str, Any]) -> str:
+    """A Markdown model card from metadata (dict values become nested lists)."""
     lines = [f"# Model card: `{name}`", ""]
     for k, v in meta.items():
-        lines.append(f"- **{k}**: {v}")
+        if isinstance(v, dict):
+            lines.append(f"- **{k}**:")
+            lines += [
+                f"  - {kk}: {round(vv, 4) if isinstance(vv, float) else vv}" for kk, vv in v.items()
+            ]
+        else:
+            lines.append(f"- **{k}**: {v}")
     return "\n".join(lines) + "\n"
 
 
