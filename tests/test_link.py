@@ -420,6 +420,7 @@ def _two_peer_scenario(*, yield_s: float, change_at_s: float, duration_s: float)
                 "tempo_max": float(tempos.max()),
                 "beat_err_ms_max": float(np.abs(e).max()),
                 "beat_err_ms_median": float(np.median(np.abs(e))),
+                "worst_after_lock_s": float(rows[int(np.argmax(np.abs(e)))][0] - lock_wall),
                 "bar_n": len(bar),
                 "bar_err_ms_max": float(np.abs(bar).max()) if len(bar) else None,
             }
