@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cv-steps", type=int, default=1000, help="tags: batches per cross-validation fold"
     )
     p.add_argument("--folds", type=int, default=10, help="tags: artist-disjoint CV folds (0: none)")
+    p.add_argument(
+        "--offbeat-weight",
+        type=float,
+        default=1.0,
+        help="beats: loss weight of half-beat frames and of beats that are not downbeats",
+    )
     p.add_argument("-v", "--verbose", action="count", default=1)
 
     p = sub.add_parser("demo", help="play the built-in synthesized demo song")
@@ -428,8 +434,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_train=args.max_train,
             cv_steps=args.cv_steps,
             folds=args.folds,
+            offbeat_weight=args.offbeat_weight,
         )
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None
 
 

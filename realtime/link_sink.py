@@ -11,7 +11,11 @@ Policy: lead when sure, follow otherwise, never fight
    its tempo and phase (Link lets the longest-running session win); nothing is committed before
    the tracker is sure. Alone, the session is onbeat's own, at ``initial_bpm``.
 2. **Lead only when sure.** onbeat proposes anything only while the stream runs and the tracker
-   reports ``locked`` with ``confidence >= min_confidence``.
+   reports ``locked`` with ``confidence >= min_confidence``. After each lock it first waits
+   (state ``settling``) until its tempo has settled: the last ``SETTLE_BEATS`` beats agree within
+   ``settle_pct``. A tracker that has just locked still refines its tempo by about 1 %; the
+   session then gets one tempo instead of a run of small corrections. Once leading, tempo
+   changes of the music are followed at once (rule 3).
 3. **Tempo.** It proposes its tempo when the session's differs by more than
    ``tempo_tolerance_pct`` (hysteresis: the session tempo does not flicker with the tracker's
    estimate), and with every phase correction when it differs at all (so that the phase does
@@ -92,6 +96,9 @@ class LinkConfig:
         onbeat only proposes its tempo when others are there.
     initial_bpm : float
         Tempo of the session onbeat creates when it is alone and not yet locked.
+    settle_pct : float
+        Before onbeat first leads after a lock, the tempi of its last
+        ``LinkController.SETTLE_BEATS`` beats must agree within this (%, max/min − 1).
     """
 
     section: ClassVar[str] = "link"
@@ -102,6 +109,7 @@ class LinkConfig:
     offset_ms: float = 0.0
     force_phase: bool = True
     initial_bpm: float = 120.0
+    settle_pct: float = 0.3
 
     def __post_init__(self) -> None:
         s = self.section
@@ -113,6 +121,7 @@ class LinkConfig:
         if not isinstance(self.force_phase, bool):
             raise ConfigError(f"{s}.force_phase = {self.force_phase!r} is invalid: true or false")
         check_range(s, "initial_bpm", self.initial_bpm, LINK_MIN_BPM, LINK_MAX_BPM)
+        check_range(s, "settle_pct", self.settle_pct, 0.01, 100.0)
 
 
 def parse_link_options(text: str) -> LinkConfig:
@@ -189,6 +198,8 @@ class LinkController:
     MIN_COMMIT_INTERVAL_S: ClassVar[float] = 0.5
     #: Consecutive beats with a consistent bar position before the session's bar is moved.
     BAR_HOLD_BEATS: ClassVar[int] = 4
+    #: Beats whose tempi must agree (``settle_pct``) before onbeat first leads after a lock.
+    SETTLE_BEATS: ClassVar[int] = 3
     OFFSET_REFRESH_S: ClassVar[float] = 1.0
     #: A session beat this far (ms) from the prediction was moved by someone else.
     PEER_PHASE_EPS_MS: ClassVar[float] = 3.0
@@ -203,6 +214,8 @@ class LinkController:
         self._clock = clock
         self._follow = TrackerFollower()
         self._bar_stable = 0  # beats in a row whose bar position followed from the one before
+        self._recent_bpm: deque[float] = deque(maxlen=self.SETTLE_BEATS)
+        self._settled = False  # the tempo settled since the last lock: onbeat may lead
         self._link_offset_s = 0.0
         self._offset_at = -math.inf
         self._expect: tuple[float, float, float] | None = None  # tempo, link time, beat
@@ -223,9 +236,12 @@ class LinkController:
         f.on_event(wall_s, event)
         if isinstance(event, StreamStartEvent):
             self._bar_stable = 0
+            self._recent_bpm.clear()
         elif isinstance(event, StreamEndEvent):
             f.locked = False
         elif isinstance(event, BeatEvent):
+            if event.bpm > 0.0:
+                self._recent_bpm.append(event.bpm)
             n = f.beats_per_bar
             if (
                 prev is not None
@@ -310,8 +326,15 @@ class LinkController:
             and f.anchor is not None
         )
         if not sure:
+            self._settled = False
             self._set_state("waiting" if f.active else "stopped")
             return
+        if not self._settled:
+            r = self._recent_bpm
+            self._settled = len(r) == r.maxlen and (max(r) / min(r) - 1.0) * 100.0 <= cfg.settle_pct
+            if not self._settled:
+                self._set_state("settling")
+                return
         if now - self._peer_change_at < cfg.yield_s:
             self._set_state("yielding")
             return
@@ -457,7 +480,8 @@ class LinkSink:
 
     @property
     def state(self) -> str:
-        """The controller's state (``waiting``, ``leading``, ``yielding``, ``stopped``)."""
+        """The controller's state (``waiting``, ``settling``, ``leading``, ``yielding``,
+        ``stopped``)."""
         return self.controller.state if self.controller is not None else "stopped"
 
     # ------------------------------------------------------------------ Link thread

@@ -420,7 +420,7 @@ def _two_peer_scenario(*, yield_s: float, change_at_s: float, duration_s: float)
                 "tempo_max": float(tempos.max()),
                 "beat_err_ms_max": float(np.abs(e).max()),
                 "beat_err_ms_median": float(np.median(np.abs(e))),
-                "worst_after_lock_s": float(rows[int(np.argmax(np.abs(e)))][0] - lock_wall),
+                "worst_at_s": float(rows[int(np.argmax(np.abs(e)))][0] - lo),
                 "bar_n": len(bar),
                 "bar_err_ms_max": float(np.abs(bar).max()) if len(bar) else None,
             }
@@ -428,8 +428,15 @@ def _two_peer_scenario(*, yield_s: float, change_at_s: float, duration_s: float)
         end_wall = samples[-1][0]
         out["tracker_bpm"] = tracker_bpm
         out["lock_stream_s"] = lock_wall - stream_off
+        # onbeat leads from its first commit, once its tempo settled after the lock
+        lead_wall = min(
+            (w for w, _, tp, _ in samples if w > lock_wall and abs(tp - 100.0) > 1e-6),
+            default=math.nan,
+        )
+        out["lead_after_lock_s"] = lead_wall - lock_wall
         out["before_lock"] = window(t0, lock_wall - 0.05)
-        out["leading"] = window(lock_wall + 1.0, changed_at - 0.05)
+        out["settling"] = window(lock_wall, lead_wall - 0.05)
+        out["leading"] = window(lead_wall + 1.0, changed_at - 0.05)
         out["yielding"] = window(changed_at + 0.3, changed_at + yield_s - 0.3)
         out["leading_again"] = window(changed_at + yield_s + 1.0, end_wall)
 
@@ -465,6 +472,10 @@ def test_two_peers_on_loopback_follow_onbeat() -> None:
     assert r["before_lock"]["n"] > 0
     assert r["before_lock"]["tempo_min"] == pytest.approx(100.0, rel=1e-4)
     assert r["before_lock"]["tempo_max"] == pytest.approx(100.0, rel=1e-4)
+    # ... and while its tempo settled after the lock (at most a few beats)
+    assert 0.0 < r["lead_after_lock_s"] < 6.0
+    if r["settling"]["n"]:
+        assert r["settling"]["tempo_max"] == pytest.approx(100.0, rel=1e-4)
     assert r["tracker_bpm"] == pytest.approx(120.0, rel=0.01)
     for key in ("leading", "leading_again"):
         w = r[key]

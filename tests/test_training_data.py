@@ -255,3 +255,23 @@ def test_render_two_items_with_aligned_labels(tmp_path):
     # resumable: a second run renders nothing new
     assert render.main(args) == 0
     assert (out / "manifest.jsonl").read_text().splitlines() == lines
+
+
+def test_offbeat_weights_mark_half_beats_and_plain_beats():
+    from onbeat.training.loop import offbeat_weights
+
+    n = 60
+    beats = np.array([0.1, 0.3, 0.5])  # 20-frame beat period at 100 frames/s
+    y = D.beat_targets(beats, np.array([0.1]), n)
+    w = offbeat_weights(y, 5.0)
+    assert w.shape == y.shape
+    b = np.flatnonzero(y[:, 0] == 1.0)
+    mids = [(b[0] + b[1]) // 2, (b[1] + b[2]) // 2]
+    for m in mids:  # the half-beat frame and its two neighbours
+        assert np.all(w[m - 1 : m + 2, 0] == 5.0)
+    assert np.count_nonzero(w[:, 0] != 1.0) == 6
+    assert np.all(w[b, 0] == 1.0)  # positives keep their own (pos_weight) weighting
+    plain = b[y[b, 1] == 0.0]
+    assert len(plain) == 2 and np.all(w[plain, 1] == 5.0)
+    assert np.count_nonzero(w[:, 1] != 1.0) == 2
+    assert np.all(offbeat_weights(y, 1.0) == 1.0)  # off: every frame alike

@@ -50,6 +50,11 @@ class TrainConfig:
         Adam learning rate.
     pos_weight : tuple of float
         Weight of positive frames per output (they are rare).
+    offbeat_weight : float
+        Beat tasks (output 0 = beats, output 1 = downbeats): weight of the negative frames that
+        a beat tracker must not confuse with the positives, the half-beat positions (the middle
+        frame between two beats and its neighbours) for output 0 and the beats that are not
+        downbeats for output 1. 1 weighs them like every other negative frame.
     seed : int
         Seed of every RNG.
     grad_clip : float
@@ -62,6 +67,7 @@ class TrainConfig:
     crop_frames: int = 800
     lr: float = 2e-3
     pos_weight: tuple[float, ...] = (4.0,)
+    offbeat_weight: float = 1.0
     seed: int = 0
     grad_clip: float = 1.0
 
@@ -70,6 +76,8 @@ class TrainConfig:
             raise ValueError("epochs, steps_per_epoch and batch_size must be positive")
         if self.crop_frames < 10 or not (0 < self.lr < 1):
             raise ValueError("crop_frames >= 10 and 0 < lr < 1 required")
+        if not 0.0 < self.offbeat_weight <= 100.0:
+            raise ValueError(f"offbeat_weight = {self.offbeat_weight} must be in (0, 100]")
 
 
 def _seed_all(seed: int) -> None:
@@ -80,6 +88,38 @@ def _seed_all(seed: int) -> None:
 Augment = Callable[[npt.NDArray[np.float32], np.random.Generator], npt.NDArray[np.float32]]
 
 
+def offbeat_weights(y: npt.NDArray[np.float32], weight: float) -> npt.NDArray[np.float32]:
+    """Per-frame loss weights that stress the negatives a beat tracker confuses with beats.
+
+    Parameters
+    ----------
+    y : ndarray, shape (n_frames, n_outputs)
+        Beat targets (output 0: 1 at beat frames; output 1, if present: 1 at downbeats, 0 at
+        other frames, -1 where unknown).
+    weight : float
+        Weight of those frames (the others get 1).
+
+    Returns
+    -------
+    ndarray, shape (n_frames, n_outputs)
+        The middle frame between consecutive beats and its two neighbours get ``weight`` in
+        output 0; beats that are not downbeats get ``weight`` in output 1.
+    """
+    w = np.ones(y.shape, np.float32)
+    if weight == 1.0 or y.shape[0] == 0:
+        return w
+    beats = np.flatnonzero(y[:, 0] == 1.0)
+    if beats.size >= 2:
+        mid = (beats[:-1] + beats[1:]) // 2
+        for d in (-1, 0, 1):
+            j = np.clip(mid + d, 0, y.shape[0] - 1)
+            w[j, 0] = np.where(y[j, 0] == 0.0, weight, w[j, 0])
+    if y.shape[1] > 1 and beats.size:
+        plain = beats[y[beats, 1] == 0.0]
+        w[plain, 1] = weight
+    return w
+
+
 def _batch(
     data: Sequence[Pair],
     rng: np.random.Generator,
@@ -87,10 +127,11 @@ def _batch(
     crop: int,
     augment: Augment | None = None,
     context: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    offbeat_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     lengths = np.array([x.shape[0] for x, _ in data], dtype=np.float64)
     p = lengths / lengths.sum()
-    xs, ys = [], []
+    xs, ys, ws = [], [], []
     dims, outs = data[0][0].shape[1], data[0][1].shape[1]
     for i in rng.choice(len(data), size=batch, p=p):
         x, y = data[i]
@@ -107,13 +148,20 @@ def _batch(
         yb[:m] = y[s : s + m]
         xs.append(xb)
         ys.append(yb)
-    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+        ws.append(offbeat_weights(yb, offbeat_weight))
+    return (
+        torch.from_numpy(np.stack(xs)),
+        torch.from_numpy(np.stack(ys)),
+        torch.from_numpy(np.stack(ws)),
+    )
 
 
-def _loss(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+def _loss(
+    logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor, frame_w: torch.Tensor
+) -> torch.Tensor:
     mask = (y >= 0).float()
     target = y.clamp_min(0.0)
-    w = mask * (1.0 + (pos_weight - 1.0) * (target > 0).float())
+    w = mask * frame_w * (1.0 + (pos_weight - 1.0) * (target > 0).float())
     bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
     return (bce * w).sum() / w.sum().clamp_min(1.0)
 
@@ -225,8 +273,16 @@ def train(
         t0 = time.monotonic()
         total = 0.0
         for _ in range(config.steps_per_epoch):
-            x, y = _batch(train_data, rng, config.batch_size, config.crop_frames, augment, context)
-            loss = _loss(net(x), y, pw)
+            x, y, fw = _batch(
+                train_data,
+                rng,
+                config.batch_size,
+                config.crop_frames,
+                augment,
+                context,
+                config.offbeat_weight,
+            )
+            loss = _loss(net(x), y, pw, fw)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)

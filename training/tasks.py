@@ -288,6 +288,7 @@ def main_train(
     max_train: int = 0,
     cv_steps: int = 1000,
     folds: int = 10,
+    offbeat_weight: float = 1.0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -330,6 +331,7 @@ def main_train(
             steps_per_epoch=steps,
             crop_frames=crop_frames or 600,
             pos_weight=(6.0, 12.0),
+            offbeat_weight=offbeat_weight,
             seed=seed,
         )
         best = train_beats(
