@@ -275,3 +275,23 @@ def test_offbeat_weights_mark_half_beats_and_plain_beats():
     assert len(plain) == 2 and np.all(w[plain, 1] == 5.0)
     assert np.count_nonzero(w[:, 1] != 1.0) == 2
     assert np.all(offbeat_weights(y, 1.0) == 1.0)  # off: every frame alike
+
+
+def test_mask_outside_keeps_only_the_segments():
+    y = np.zeros((300, 2), np.float32)
+    y[50, 0] = 1.0
+    m = D.mask_outside(y, [[0.5, 1.0], [2.0, 2.5]])
+    assert np.all(m[:50] == -1.0) and np.all(m[100:200] == -1.0) and np.all(m[250:] == -1.0)
+    assert m[50, 0] == 1.0 and np.all(m[51:100] == 0.0) and np.all(m[200:250] == 0.0)
+    assert np.all(y[:50] == 0.0)  # the input is not modified
+
+
+def test_pseudo_label_agreement_windows():
+    from onbeat.training.pseudo import PseudoConfig, agreeing_segments
+
+    a = np.arange(0.0, 30.0, 0.5)  # 120 BPM for 30 s
+    b = a.copy()
+    b[(b >= 12.0) & (b < 20.0)] += 0.25  # off-beat in the middle: the trackers disagree there
+    keep = agreeing_segments(a, b, 30.0, PseudoConfig(window_s=8.0, hop_s=2.0))
+    assert keep.tolist() == [[0.0, 12.0], [20.0, 30.0]]
+    assert agreeing_segments(a, a + 0.25, 30.0, PseudoConfig()).shape == (0, 2)

@@ -88,7 +88,10 @@ class Item:
     split : str
         ``train``, ``valid``, ``test`` or, for the Böck set, ``fold K``.
     set : str
-        Source set (``groove``, ``pop909``, ``asap``, ``fof``, ``bock``).
+        Source set (``groove``, ``pop909``, ``asap``, ``fof``, ``bock``, ``pseudo-*``).
+    keep : ndarray or None
+        Segments ``(n, 2)`` in seconds where the labels hold (None: everywhere); the training
+        targets of every other frame are masked (-1). Pseudo-labelled recordings use it.
     """
 
     name: str
@@ -98,6 +101,7 @@ class Item:
     onsets: F64 | None = field(repr=False)
     split: str
     set: str
+    keep: F64 | None = field(default=None, repr=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,6 +378,16 @@ def beat_targets(
     return np.stack(cols, axis=1)
 
 
+def mask_outside(y: F32, keep: npt.ArrayLike, fps: float = FPS) -> F32:
+    """Targets ``y`` with every frame outside the ``keep`` segments (seconds) set to -1."""
+    inside = np.zeros(y.shape[0], dtype=bool)
+    for lo, hi in np.asarray(keep, dtype=np.float64).reshape(-1, 2):
+        inside[max(0, int(np.ceil(lo * fps))) : max(0, int(np.floor(hi * fps)))] = True
+    out = y.copy()
+    out[~inside] = -1.0
+    return out
+
+
 def pairs(
     items: Iterable[Item],
     cache_dir: str | Path,
@@ -396,4 +410,6 @@ def pairs(
             y = beat_targets(it.beats, it.downbeats, n, widen=widen, delay=delay)
         else:
             raise ValueError(f"kind must be 'beats' or 'onsets', not {kind!r}")
+        if it.keep is not None:
+            y = mask_outside(y, it.keep)
         yield x, y

@@ -1,0 +1,232 @@
+"""Pseudo beat labels for unlabelled real recordings (noisy-student data for the beat model).
+
+The beat model is trained on renders of MIDI, and real mixes (distorted guitars, vocals, mastering)
+are out of its domain. This module labels real recordings that carry no beat annotations with two
+independent offline trackers and keeps only the stretches where they agree:
+
+* **A** — the shipped causal beat model's activation over the whole file, decoded offline by
+  dynamic programming (librosa's ``beat_track`` on that activation as its onset envelope, which
+  sees the future, unlike the live tracker);
+* **B** — librosa's ``beat_track`` on the audio's own onset strength (no network at all).
+
+Windows of ``window_s`` (hop ``hop_s``) in which A's and B's beats agree with an F-measure of at
+least ``min_f`` (±70 ms, both with enough beats) are kept; everything else is masked (target -1,
+no loss). The labels are A's beats, which share the training targets' frame convention. Downbeats
+are unknown (masked). madmom never labels training data.
+
+**Measured (2026-11-24), not yet used for training.** On the labelled Frets-on-Fire songs and
+8 renders-valid items (``/tmp``-style check: A's beats against the annotations inside the kept
+segments), agreement does not certify the metrical level: on 3 of 6 FoF songs with kept
+segments both trackers agree at a level the annotations do not use (F 0.54-0.67 inside the kept
+segments, while 0.985-0.995 on the others); pop909_747 likewise (0.667). A (librosa DP on our
+activation) alone scored a mean F 0.56 on FoF, below the live tracker's 0.714. Replacing A with
+the live onbeat tracker gave the same picture. Labels this noisy would teach the off-beat and
+octave errors the model already makes, so ``train_beats`` does not read them. A better teacher
+(an offline bidirectional model trained on the renders) is the next step.
+
+Run: ``python -m onbeat.training.pseudo --out data/pseudo --sets debian,mer4q`` (the file lists
+come from the tagger's teacher manifests in ``data/teacher``; resumable: finished files are
+skipped). Output per file: ``<set>/<stem>.beats`` (seconds) and ``<stem>.keep`` (kept segments,
+``start end`` per line), and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from onbeat.training.datasets import FPS, Item, cached_features, load_audio
+
+log = logging.getLogger(__name__)
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class PseudoConfig:
+    """Agreement rule.
+
+    Parameters
+    ----------
+    window_s, hop_s : float
+        Agreement windows.
+    min_f : float
+        Minimum F-measure (±70 ms) between the two trackers in a window.
+    min_beats : int
+        Each tracker needs this many beats in a window.
+    """
+
+    window_s: float = 8.0
+    hop_s: float = 2.0
+    min_f: float = 0.9
+    min_beats: int = 6
+
+    def __post_init__(self) -> None:
+        if not (1.0 <= self.window_s <= 60.0 and 0.1 <= self.hop_s <= self.window_s):
+            raise ValueError("need 1 <= window_s <= 60 and 0.1 <= hop_s <= window_s")
+        if not (0.0 < self.min_f <= 1.0) or self.min_beats < 2:
+            raise ValueError("need 0 < min_f <= 1 and min_beats >= 2")
+
+
+def agreeing_segments(a: F64, b: F64, duration_s: float, config: PseudoConfig) -> F64:
+    """Segments ``(n, 2)`` (seconds, merged) where beat lists ``a`` and ``b`` agree."""
+    import mir_eval
+
+    keep: list[list[float]] = []
+    t = 0.0
+    while t + config.window_s <= duration_s + 1e-9:
+        lo, hi = t, t + config.window_s
+        wa = a[(a >= lo) & (a < hi)]
+        wb = b[(b >= lo) & (b < hi)]
+        if len(wa) >= config.min_beats and len(wb) >= config.min_beats:
+            f = mir_eval.onset.f_measure(wa, wb, window=0.07)[0]
+            if f >= config.min_f:
+                if keep and keep[-1][1] >= lo:
+                    keep[-1][1] = hi
+                else:
+                    keep.append([lo, hi])
+        t += config.hop_s
+    return np.array(keep, dtype=np.float64).reshape(-1, 2)
+
+
+def activation_beats(act: npt.NDArray[np.float32]) -> F64:
+    """Offline DP decoding of a beat activation at ``FPS`` frames/s (tracker A)."""
+    import librosa
+
+    sr, hop = 44100, round(44100 / FPS)
+    _, frames = librosa.beat.beat_track(
+        onset_envelope=act.astype(np.float64), sr=sr, hop_length=hop, trim=False
+    )
+    return np.asarray(frames, dtype=np.float64) / FPS
+
+
+def audio_beats(audio: npt.NDArray[np.float32], sample_rate_hz: int) -> F64:
+    """librosa's own tracker on the audio's onset strength (tracker B)."""
+    import librosa
+
+    y = librosa.resample(audio, orig_sr=sample_rate_hz, target_sr=22050, res_type="soxr_hq")
+    _, times = librosa.beat.beat_track(y=y, sr=22050, units="time", trim=False)
+    return np.asarray(times, dtype=np.float64)
+
+
+def label_file(
+    audio_path: Path, net: object, cache_dir: Path, config: PseudoConfig
+) -> tuple[F64, F64, float]:
+    """``(beats_s, keep_segments, duration_s)`` for one recording."""
+    from onbeat.training.loop import predict
+
+    x = cached_features(audio_path, cache_dir)
+    act = predict(net, np.ascontiguousarray(x))[:, 0]  # type: ignore[arg-type]
+    duration_s = x.shape[0] / FPS
+    a = activation_beats(act)
+    audio = load_audio(audio_path)
+    b = audio_beats(audio, 44100)
+    return a, agreeing_segments(a, b, duration_s, config), duration_s
+
+
+def teacher_audio(teacher_dir: Path, set_name: str) -> list[Path]:
+    """Audio files listed by the tagger's teacher labels of one set."""
+    out = []
+    for npz in sorted((teacher_dir / set_name).glob("*.npz")):
+        with np.load(npz) as d:
+            out.append(Path(str(d["audio"])))
+    return out
+
+
+def pseudo_items(root: str | Path = "data/pseudo", sets: list[str] | None = None) -> list[Item]:
+    """Training items of the pseudo-labelled files that kept at least one segment.
+
+    The items carry ``keep`` segments: :func:`onbeat.training.datasets.pairs` masks every other
+    frame.
+    """
+    root = Path(root)
+    manifest = root / "manifest.json"
+    if not manifest.exists():
+        return []
+    items = []
+    for row in json.loads(manifest.read_text()):
+        if sets and row["set"] not in sets:
+            continue
+        stem = root / row["set"] / row["name"]
+        keep = np.loadtxt(stem.with_suffix(".keep"), ndmin=2).reshape(-1, 2)
+        if keep.size == 0:
+            continue
+        items.append(
+            Item(
+                name=f"pseudo/{row['set']}/{row['name']}",
+                audio=Path(row["audio"]),
+                beats=np.loadtxt(stem.with_suffix(".beats"), ndmin=1),
+                downbeats=None,
+                onsets=None,
+                split="train",
+                set=f"pseudo-{row['set']}",
+                keep=keep,
+            )
+        )
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("data/pseudo"))
+    ap.add_argument("--sets", default="debian,mer4q", help="teacher sets to label")
+    ap.add_argument("--teacher", type=Path, default=Path("data/teacher"))
+    ap.add_argument("--cache", type=Path, default=Path("data/cache"))
+    ap.add_argument("--max-files", type=int, default=0, help="per set (0: all)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import torch
+    from onbeat.models.lstm import torch_from_arrays
+    from onbeat.models.registry import load_lstm
+    from tqdm import tqdm
+
+    torch.set_num_threads(1)
+    spec, arrays, meta = load_lstm("beats")
+    net = torch_from_arrays(spec, arrays).eval()
+    config = PseudoConfig()
+    manifest_path = args.out / "manifest.json"
+    rows = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
+    done = {(r["set"], r["name"]) for r in rows}
+    for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+        files = teacher_audio(args.teacher, set_name)
+        if args.max_files:
+            files = files[: args.max_files]
+        (args.out / set_name).mkdir(parents=True, exist_ok=True)
+        for path in tqdm(files, desc=set_name):
+            name = path.stem
+            if (set_name, name) in done:
+                continue
+            try:
+                beats, keep, dur = label_file(path, net, args.cache, config)
+            except Exception as exc:  # a corrupt file: skip it, keep the rest
+                log.warning("skipped %s: %s", path, exc)
+                continue
+            stem = args.out / set_name / name
+            np.savetxt(stem.with_suffix(".beats"), beats, fmt="%.3f")
+            np.savetxt(stem.with_suffix(".keep"), keep, fmt="%.2f")
+            kept = float((keep[:, 1] - keep[:, 0]).sum()) if keep.size else 0.0
+            rows.append(
+                {
+                    "set": set_name,
+                    "name": name,
+                    "audio": str(path),
+                    "duration_s": round(dur, 2),
+                    "kept_s": round(kept, 2),
+                    "teacher_model": str(meta.get("training_command", "")),
+                }
+            )
+            done.add((set_name, name))
+            manifest_path.write_text(json.dumps(rows, indent=1))
+    total = sum(r["duration_s"] for r in rows)
+    kept = sum(r["kept_s"] for r in rows)
+    print(f"{len(rows)} files, {total / 3600:.2f} h, kept {kept / 3600:.2f} h")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
