@@ -104,10 +104,30 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("eval", help="score the live pipeline on a directory of annotated files")
-    p.add_argument("task", choices=["beats", "onsets"])
-    p.add_argument("directory", help="audio files with same-stem .beats or .onsets files")
+    p.add_argument("task", choices=["beats", "onsets", "tags"])
+    p.add_argument(
+        "directory",
+        help="audio files with same-stem .beats or .onsets files (tags: audio files, searched "
+        "recursively, labelled by a CSV)",
+    )
     p.add_argument("--json", metavar="PATH", help="write per-file and mean metrics as JSON")
     p.add_argument("--plot", metavar="PNG", help="plot path (default: eval_TASK.png)")
+    p.add_argument(
+        "--labels",
+        metavar="CSV",
+        help="tags: song,quadrant,genres labels (default: DIRECTORY/labels.csv)",
+    )
+    p.add_argument(
+        "--teacher",
+        metavar="DIR",
+        help="tags: musicnn teacher labels SET/STEM.npz (default: $ONBEAT_TEACHER or data/teacher)",
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="tags: replay each file through the engine, score its last smoothed event and "
+        "report label stability",
+    )
     _common(p)
 
     from onbeat.gui.app import add_arguments as add_gui_arguments
@@ -142,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="play the built-in synthesized demo song")
     p.add_argument("--fast", action="store_true", help="as fast as possible, not real time")
     _common(p)
+
+    from onbeat.realtime.library_cli import add_library_parser
+
+    add_library_parser(sub)
     return parser
 
 
@@ -389,6 +413,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     config = apply_overrides(config, {"output.console": False})
+    if args.task == "tags":
+        from onbeat.training.eval_tags import main_eval_tags
+
+        return main_eval_tags(
+            config,
+            Path(args.directory),
+            labels_path=Path(args.labels) if args.labels else None,
+            teacher_dir=Path(args.teacher) if args.teacher else None,
+            json_path=Path(args.json) if args.json else None,
+            plot_path=Path(args.plot or "eval_tags.png"),
+            live=args.live,
+        )
     results, mean = evaluate_dir(config, Path(args.directory), args.task)
     width = max(len(r.name) for r in results)
     keys = [k for k in mean if k not in ("files",)]
@@ -412,6 +448,13 @@ def cmd_gui(args: argparse.Namespace) -> int:
     from onbeat.gui.app import run
 
     return int(run(args))
+
+
+def cmd_library(args: argparse.Namespace) -> int:
+    """Index, list, remove and query reference tracks (``onbeat.realtime.library_cli``)."""
+    from onbeat.realtime.library_cli import cmd_library as run_library
+
+    return run_library(args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -448,6 +491,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "eval": cmd_eval,
     "train": cmd_train,
     "gui": cmd_gui,
+    "library": cmd_library,
 }
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "AudioConfig",
     "BeatConfig",
     "FeatureConfig",
+    "LibraryConfig",
     "OnbeatConfig",
     "OnsetConfig",
     "OutputConfig",
@@ -275,6 +276,46 @@ class TagsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LibraryConfig:
+    """The reference library: live "sounds like" and scene cues (``onbeat.realtime.library``).
+
+    Parameters
+    ----------
+    enabled : {"auto", "on", "off"}
+        ``auto`` compares each tags window with the library when the database exists and
+        holds tracks; ``on`` requires the tagger and the database.
+    db_path : str or None
+        The SQLite database; None: ``$XDG_DATA_HOME/onbeat/library.sqlite`` (else
+        ``~/.local/share/onbeat/library.sqlite``).
+    k : int
+        Nearest tracks published per window.
+    dwell_s : float
+        The scene switches once the references of another scene have stayed the closest for
+        this long.
+    hysteresis : float
+        Cosine-distance margin by which another scene's references must beat the current
+        scene's to count as closer.
+    """
+
+    section: ClassVar[str] = "library"
+    enabled: str = "auto"
+    db_path: str | None = None
+    k: int = 3
+    dwell_s: float = 8.0
+    hysteresis: float = 0.05
+
+    def __post_init__(self) -> None:
+        s = self.section
+        if self.enabled not in ("auto", "on", "off"):
+            raise ConfigError(f"{s}.enabled = {self.enabled!r} is invalid: must be auto, on or off")
+        if self.db_path is not None and (not isinstance(self.db_path, str) or not self.db_path):
+            raise ConfigError(f"{s}.db_path = {self.db_path!r} is invalid: must be a file path")
+        _check_range(s, "k", self.k, 1, 100, integer=True)
+        _check_range(s, "dwell_s", self.dwell_s, 0.0, 3600.0)
+        _check_range(s, "hysteresis", self.hysteresis, 0.0, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
 class OutputConfig:
     """Where events go.
 
@@ -347,6 +388,7 @@ class OnbeatConfig:
     beats: BeatConfig = field(default_factory=BeatConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     tags: TagsConfig = field(default_factory=TagsConfig)
+    library: LibraryConfig = field(default_factory=LibraryConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def __post_init__(self) -> None:
@@ -380,6 +422,7 @@ _SECTIONS: dict[str, type] = {
     "beats": BeatConfig,
     "tracker": TrackerConfig,
     "tags": TagsConfig,
+    "library": LibraryConfig,
     "output": OutputConfig,
 }
 
@@ -403,7 +446,7 @@ def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if (
-        key in ("device", "events_path", "osc_control", "ws", "link", "midi_clock")
+        key in ("device", "events_path", "osc_control", "ws", "link", "midi_clock", "db_path")
         and value is not None
         and not isinstance(value, str)
     ):

@@ -25,6 +25,7 @@ from onbeat.realtime.bus import EventBus, Sink, SinkThread
 from onbeat.realtime.commands import CommandQueue
 from onbeat.realtime.config import OnbeatConfig
 from onbeat.realtime.events import DeviceEvent
+from onbeat.realtime.library import attach_library
 from onbeat.realtime.ringbuffer import RingBuffer
 from onbeat.realtime.sources import BlockSource, InputCallback, LiveSource
 from onbeat.realtime.tags import Tagger, tagger_available
@@ -118,6 +119,8 @@ class Engine:
         t = config.tags.enabled
         if t == "on" or (t == "auto" and tagger_available()):
             self.tagger = Tagger(config.tags, sample_rate_hz=config.audio.sample_rate_hz)
+        # the reference library ("sounds like", scene cues), matched on the tagger's thread
+        attach_library(self.tagger, config)
 
     # ------------------------------------------------------------------ helpers
     def _setup(

@@ -26,6 +26,7 @@ __all__ = [
     "HealthEvent",
     "LevelEvent",
     "OnsetEvent",
+    "SimilarEvent",
     "StreamEndEvent",
     "StreamStartEvent",
     "TagsEvent",
@@ -159,6 +160,31 @@ class TagsEvent(Event):
     top_quadrant: str = ""
     embedding: tuple[float, ...] = ()
     dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarEvent(Event):
+    """The reference tracks nearest to the current tags window, and the scene cue.
+
+    Published with each tags window when a reference library is in use
+    (``onbeat.realtime.library``).
+
+    Attributes
+    ----------
+    nearest : tuple of (str, float)
+        ``(title, distance)`` of the ``library.k`` nearest tracks, nearest first; the distance
+        is ``1 - cosine`` between the window's embedding and the track's mean embedding (0..2).
+    scene : str
+        The current scene (empty until the music has stayed closest to one labelled scene
+        for ``library.dwell_s``).
+    scene_changed : bool
+        True on the window at which ``scene`` switched.
+    """
+
+    type: ClassVar[str] = "similar"
+    nearest: tuple[tuple[str, float], ...]
+    scene: str = ""
+    scene_changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,10 @@ address                  args      when
 ``P/mood/quadrant``      ``s``     on each tags event, the most likely quadrant (Q1..Q4)
 ``P/voice``              ``f``     on each tags event, probability of singing voice
 ``P/energy``             ``f``     on each tags event, 0..1
+``P/similar/<n>``        ``s``     on each similar event, title of the n-th nearest reference
+                                   (n = 1..k), then ``P/similar/<n>/distance f``: its cosine
+                                   distance (0..2)
+``P/scene``              ``s``     when the scene cue changes (and at the first scene)
 =======================  ========  ===========================================================
 
 ``rich`` profile: one message per event with every value:
@@ -41,7 +45,8 @@ address                  args      when
 * ``P/tempo f bpm, f confidence, i locked, i beats_per_bar`` on change and at 2 Hz;
 * ``P/phase f phase, f bar_phase`` at ``phase_rate_hz``;
 * ``P/onset f strength, f time_s``; ``P/level f rms_dbfs, f peak_dbfs``;
-* ``P/tags s genre, f genre_probability, s quadrant, f valence, f arousal, f voice, f energy``.
+* ``P/tags s genre, f genre_probability, s quadrant, f valence, f arousal, f voice, f energy``;
+* ``P/similar s title, f distance, ...`` (nearest first) and ``P/scene s scene`` as in flat.
 
 ``resolume`` preset: ``/composition/tempocontroller/tempo f (bpm - 20) / 480`` on change and at
 2 Hz, and ``/composition/tempocontroller/resync`` ``i 1`` then ``i 0`` on each downbeat.
@@ -79,6 +84,7 @@ from onbeat.realtime.events import (
     Event,
     LevelEvent,
     OnsetEvent,
+    SimilarEvent,
     StreamEndEvent,
     StreamStartEvent,
     TagsEvent,
@@ -453,9 +459,13 @@ class OscSink:
                 "mood/quadrant",
                 "voice",
                 "energy",
+                "similar",
+                "scene",
             )
         }
         self._genre_addr: dict[str, str] = {}
+        self._similar_addr: list[tuple[str, str]] = []  # (title, distance) address of rank n
+        self._scene_sent = ""
         # counters (written by the sender thread, read by anyone)
         self.sent: Counter[str] = Counter()
         self.errors = 0
@@ -643,6 +653,8 @@ class OscSink:
             self._send_onset(ev)
         elif isinstance(ev, TagsEvent):
             self._send_tags(ev)
+        elif isinstance(ev, SimilarEvent):
+            self._send_similar(ev)
         elif isinstance(ev, LevelEvent):
             if self._mode == "flat":
                 self._send(self._a["level"], (("f", _f32(ev.rms_dbfs)),))
@@ -660,6 +672,7 @@ class OscSink:
         self._sent_bpm = math.nan
         self._sent_conf = math.nan
         self._sent_locked = None
+        self._scene_sent = ""
 
     def _pulse(self, addr: str, now: float) -> None:
         gen = self._pulse_gen.get(addr, 0) + 1
@@ -804,6 +817,29 @@ class OscSink:
         self._send(a["mood/quadrant"], (("s", str(quadrant)),))
         self._send(a["voice"], (("f", _f32(ev.voice)),))
         self._send(a["energy"], (("f", _f32(ev.energy)),))
+
+    def _send_similar(self, ev: SimilarEvent) -> None:
+        """Nearest references (each window) and the scene (when it changes)."""
+        a = self._a
+        if self._mode == "rich":
+            args: list[tuple[str, Any]] = []
+            for title, distance in ev.nearest:
+                args += [("s", str(title)), ("f", _f32(distance))]
+            if args:
+                self._send(a["similar"], tuple(args))
+        elif self._mode == "flat":
+            for n, (title, distance) in enumerate(ev.nearest[:100]):
+                while len(self._similar_addr) <= n:
+                    base = f"{a['similar']}/{len(self._similar_addr) + 1}"
+                    self._similar_addr.append((base, f"{base}/distance"))
+                addr, dist_addr = self._similar_addr[n]
+                self._send(addr, (("s", str(title)),))
+                self._send(dist_addr, (("f", _f32(distance)),))
+        else:
+            return
+        if ev.scene and ev.scene != self._scene_sent:
+            self._scene_sent = ev.scene
+            self._send(a["scene"], (("s", str(ev.scene)),))
 
     # ------------------------------------------------------------------ socket
     def _open_socket(self, now: float) -> socket.socket | None:

@@ -20,6 +20,12 @@ Smoothing
     ``tags.ema_s``); the displayed top genre and quadrant change only when another label leads
     the current one by ``tags.hysteresis``. Windows quieter than ``tags.gate_dbfs`` (room noise)
     produce nothing, and the last state holds.
+
+Similarity
+    With a reference library (:attr:`Tagger.matcher`, ``onbeat.realtime.library``), the worker
+    also compares each window's embedding with the library and hands a
+    :class:`~onbeat.realtime.events.SimilarEvent` (nearest tracks, scene cue) over with the
+    tags event, through the same mailbox.
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from onbeat.realtime.events import TagsEvent
+from onbeat.realtime.events import Event, TagsEvent
 from onbeat.realtime.ringbuffer import RingBuffer
 
 if TYPE_CHECKING:
     from onbeat.realtime.analysis import Analyzer
     from onbeat.realtime.config import TagsConfig
+    from onbeat.realtime.library import LibraryMatcher
 
 __all__ = ["Tagger", "TagsState", "tagger_available"]
 
@@ -143,7 +150,9 @@ class Tagger:
         self._busy = False
         self._job = (0, 0)  # (ring position, analysis sample) of the window's end
         self._late = 0  # windows overwritten before the worker copied them (worker thread)
-        self._mailbox: TagsEvent | None = None
+        self._mailbox: tuple[Event, ...] | None = None
+        #: Reference-library matching of each window's embedding (``SimilarEvent``), if any.
+        self.matcher: LibraryMatcher | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -172,6 +181,10 @@ class Tagger:
         a = 1.0 - math.exp(-self.config.hop_s / self.config.ema_s) if self.config.ema_s else 1.0
         self.state = TagsState(spec.genres, spec.quadrants, a, self.config.hysteresis)
         self._infer(np.zeros(self.window_n, np.float32))  # warm-up: numba mel and torch
+        if self.matcher is not None:
+            from onbeat.realtime.library import weights_id
+
+            self.matcher.prepare(weights_id(path))
         self._ready = True
 
     def reset(self) -> None:
@@ -183,6 +196,8 @@ class Tagger:
         if self.state is not None:
             s = self.state
             self.state = TagsState(s.genres, s.quadrants, s.alpha, s.hysteresis)
+        if self.matcher is not None:
+            self.matcher.reset()
 
     @property
     def ready(self) -> bool:
@@ -214,16 +229,16 @@ class Tagger:
         done = self._mailbox
         if done is not None:
             self._mailbox = None
-            analyzer.publish([_stamped(done, sample / self.rate_hz)])
+            analyzer.publish([_stamped(e, sample / self.rate_hz) for e in done])
         if self.ring.written < self._next_due or not self._ready:
             return
         end = self.ring.written
         # next window on the grid window_n + k * hop_n (skipping any missed while loading)
         self._next_due = self.window_n + ((end - self.window_n) // self.hop_n + 1) * self.hop_n
         if self.inline:
-            ev = self._compute(end, sample)
-            if ev is not None:
-                analyzer.publish([ev])
+            out = self._outputs(end, sample)
+            if out:
+                analyzer.publish(out)
         elif self._busy:
             self.dropped += 1
         else:
@@ -253,13 +268,23 @@ class Tagger:
             if not self._busy:
                 continue
             try:
-                ev = self._compute(*self._job)
-                if ev is not None:
-                    self._mailbox = ev
+                out = self._outputs(*self._job)
+                if out:
+                    self._mailbox = out
             except Exception:  # never take the stream down; report once per burst
                 log.exception("tagging failed on one window")
             finally:
                 self._busy = False
+
+    def _outputs(self, end: int, sample: int) -> tuple[Event, ...]:
+        """The window's tags event and, with a reference library, its similarity event."""
+        ev = self._compute(end, sample)
+        if ev is None:
+            return ()
+        if self.matcher is None or not ev.embedding:
+            return (ev,)
+        similar = self.matcher.match(ev.embedding, ev.sample_index, ev.time_s)
+        return (ev,) if similar is None else (ev, similar)
 
     def _compute(self, end: int, sample: int) -> TagsEvent | None:
         """Tags of the window ending at ring position ``end``, which is analysis sample
@@ -322,7 +347,7 @@ class Tagger:
         return genre, quadrant, voice, emb
 
 
-def _stamped(ev: TagsEvent, emitted_s: float) -> TagsEvent:
+def _stamped(ev: Event, emitted_s: float) -> Event:
     """``ev`` with the stream time at which the analysis thread published it."""
     import dataclasses
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# A developer's own reference library (onbeat library add) must not reach the tests: the
+# library's default database lives under XDG_DATA_HOME.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="onbeat-tests-data-")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

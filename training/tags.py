@@ -52,6 +52,7 @@ __all__ = [
     "artist_folds",
     "coarse_from_allmusic",
     "mer4q_items",
+    "quadrant_scores",
     "teacher_items",
     "train_tags",
 ]
@@ -492,14 +493,41 @@ def _auc(pos: Sequence[float], neg: Sequence[float]) -> float:
     return float(np.mean((a > b) + 0.5 * (a == b)))
 
 
+def quadrant_scores(quadrant: Sequence[npt.ArrayLike], y: npt.ArrayLike) -> dict[str, float]:
+    """Quadrant accuracy and macro-F1, valence and arousal sign accuracy of clip outputs.
+
+    Parameters
+    ----------
+    quadrant : sequence of array_like, each shape (4,)
+        Per clip, probabilities (or any scores) of Q1..Q4.
+    y : array_like of int, shape (clips,)
+        True quadrant per clip, 0..3 for Q1..Q4.
+
+    Returns
+    -------
+    dict
+        ``quadrant_accuracy``, ``quadrant_macro_f1`` (over all four quadrants),
+        ``valence_sign_accuracy`` and ``arousal_sign_accuracy`` (the sign of
+        :func:`~onbeat.models.tagger.mood_from_quadrants` against Q1 +v +a, Q2 -v +a, Q3 -v -a,
+        Q4 +v -a; a value of exactly 0 counts as wrong).
+    """
+    y = np.asarray(y)
+    pq = np.array([np.argmax(q) for q in quadrant])
+    va = np.array([mood_from_quadrants(q) for q in quadrant])
+    true_v = np.where(np.isin(y, (0, 3)), 1, -1)
+    true_a = np.where(np.isin(y, (0, 1)), 1, -1)
+    return {
+        "quadrant_accuracy": float(np.mean(pq == y)),
+        "quadrant_macro_f1": _macro_f1(y, pq, 4),
+        "valence_sign_accuracy": float(np.mean(np.sign(va[:, 0]) == true_v)),
+        "arousal_sign_accuracy": float(np.mean(np.sign(va[:, 1]) == true_a)),
+    }
+
+
 def score_clips(outputs: Sequence[dict[str, F32]], items: Sequence[TagItem]) -> dict[str, Any]:
     """Quadrant accuracy / macro-F1, genre agreement with AllMusic, voice check, valence and
     arousal sign accuracy, from clip outputs of labelled 4Q items."""
-    y = np.array([it.quadrant for it in items])
-    pq = np.array([np.argmax(o["quadrant"]) for o in outputs])
-    va = np.array([mood_from_quadrants(o["quadrant"]) for o in outputs])
-    true_v = np.where(np.isin(y, (0, 3)), 1, -1)
-    true_a = np.where(np.isin(y, (0, 1)), 1, -1)
+    mood = quadrant_scores([o["quadrant"] for o in outputs], [it.quadrant for it in items])
     hits, prior_hits, n_g = 0, 0, 0
     counts = np.zeros(len(GENRES))
     for it in items:
@@ -526,10 +554,7 @@ def score_clips(outputs: Sequence[dict[str, F32]], items: Sequence[TagItem]) -> 
     ]
     return {
         "clips": len(items),
-        "quadrant_accuracy": float(np.mean(pq == y)),
-        "quadrant_macro_f1": _macro_f1(y, pq, 4),
-        "valence_sign_accuracy": float(np.mean(np.sign(va[:, 0]) == true_v)),
-        "arousal_sign_accuracy": float(np.mean(np.sign(va[:, 1]) == true_a)),
+        **mood,
         "genre_top1_agreement": hits / max(n_g, 1),
         "genre_prior_agreement": prior_hits / max(n_g, 1),
         "genre_clips": n_g,
