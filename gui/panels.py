@@ -1,4 +1,5 @@
-"""The side panels: beat flash and tempo, input level and device, tags, controls, OSC targets.
+"""The side panels: beat flash and tempo, input level and device, tags, "sounds like" (nearest
+reference tracks and the scene), controls, OSC targets.
 
 Panels only display what they are given and emit Qt signals for user actions; the window wires
 them to the engine. Labels are only re-set when their text changes (a tick costs nothing when
@@ -24,7 +25,9 @@ __all__ = [
     "ControlsPanel",
     "InputPanel",
     "LevelMeter",
+    "MatchBar",
     "OscPanel",
+    "SimilarPanel",
     "TagsPanel",
 ]
 
@@ -425,6 +428,186 @@ class TagsPanel(QtWidgets.QWidget):
         self.trail.setData(self._trail_x[:n], self._trail_y[:n])
         if math.isfinite(state.valence) and math.isfinite(state.arousal):
             self.point.setData([state.valence], [state.arousal])
+
+
+# ---------------------------------------------------------------------- sounds like
+class MatchBar(QtWidgets.QWidget):
+    """One reference track: its rank, its title (elided) and its distance, over a bar.
+
+    The bar fills with closeness, ``1 - distance`` clipped to [0, 1] (cosine distance 0 is the
+    same sound, 1 unrelated), so the nearest track has the longest bar.
+
+    Parameters
+    ----------
+    rank : int
+        1 for the nearest track.
+    point_size : int
+        Font size of the title.
+    """
+
+    def __init__(self, rank: int, point_size: int = 15) -> None:
+        super().__init__()
+        self.rank = rank
+        self.title = ""
+        self.distance = math.nan
+        self.setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
+        self.setMinimumHeight(point_size * 2 + 6)
+        self.setSizePolicy(
+            QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred
+        )
+        self._title_font = _font(point_size, bold=True)
+        self._small_font = _font(max(9, point_size - 3), bold=True)
+        self._back = QtGui.QColor(theme.BACKGROUND)
+        self._panel = QtGui.QColor(theme.PANEL)
+        self._fill = _mix(self._panel, QtGui.QColor(theme.ACCENT), 0.75 if rank == 1 else 0.45)
+        self._key: tuple[str, float] = ("", math.nan)
+
+    @property
+    def fill(self) -> float:
+        """The bar's length as a fraction of the row: ``1 - distance`` in [0, 1] (0: no track)."""
+        d = self.distance
+        return max(0.0, min(1.0, 1.0 - d)) if math.isfinite(d) else 0.0
+
+    def set_match(self, title: str, distance: float) -> None:
+        """Show a track; repaints only when the title or the rounded distance changed."""
+        key = (title, round(distance, 3))
+        if key == self._key:
+            return
+        self._key = key
+        self.title, self.distance = title, distance
+        self.setToolTip(f"{title}\ncosine distance {distance:.4f}")
+        self.update()
+
+    def paintEvent(self, event: QtGui.QPaintEvent | None) -> None:
+        p = QtGui.QPainter(self)
+        p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+        w, h = float(self.width()), float(self.height())
+        p.fillRect(QtCore.QRectF(0, 0, w, h), self._back)
+        p.setPen(QtCore.Qt.PenStyle.NoPen)
+        box = QtCore.QRectF(0, 2, w, h - 4)
+        p.setBrush(self._panel)
+        p.drawRoundedRect(box, 6, 6)
+        if self.fill > 0:
+            p.setBrush(self._fill)
+            p.drawRoundedRect(QtCore.QRectF(0, 2, max(12.0, self.fill * w), h - 4), 6, 6)
+        p.setFont(self._small_font)
+        p.setPen(QtGui.QColor(theme.MUTED if self.rank > 1 else theme.FOREGROUND))
+        rank_box = QtCore.QRectF(8, 2, 24, h - 4)
+        p.drawText(rank_box, QtCore.Qt.AlignmentFlag.AlignVCenter, str(self.rank))
+        dist = f"{self.distance:.2f}" if math.isfinite(self.distance) else ""
+        metrics = QtGui.QFontMetrics(self._small_font)
+        dist_w = metrics.horizontalAdvance("0.00") + 12
+        p.drawText(
+            QtCore.QRectF(w - dist_w - 4, 2, dist_w, h - 4),
+            QtCore.Qt.AlignmentFlag.AlignVCenter | QtCore.Qt.AlignmentFlag.AlignRight,
+            dist,
+        )
+        p.setFont(self._title_font)
+        p.setPen(QtGui.QColor(theme.FOREGROUND))
+        room = max(0, round(w - 36 - dist_w - 8))
+        title = QtGui.QFontMetrics(self._title_font).elidedText(
+            self.title, QtCore.Qt.TextElideMode.ElideRight, room
+        )
+        p.drawText(QtCore.QRectF(36, 2, room, h - 4), QtCore.Qt.AlignmentFlag.AlignVCenter, title)
+        p.end()
+
+
+class SimilarPanel(QtWidgets.QWidget):
+    """The "sounds like" panel: the nearest reference tracks with distance bars, and the scene.
+
+    Shows a hint on how to build a reference library until the first ``similar`` event.
+    """
+
+    ROWS = 5
+    HINT = "no reference library: onbeat library add DIR"
+    SCENE_HIGHLIGHT_S = 4.0
+    """Stream seconds for which a new scene is shown in the downbeat colour."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.setSpacing(4)
+        self.body = QtWidgets.QWidget()
+        body = QtWidgets.QVBoxLayout(self.body)
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(3)
+        row = QtWidgets.QHBoxLayout()
+        caption = QtWidgets.QLabel("SCENE")
+        caption.setObjectName("muted")
+        caption.setFont(_font(12, bold=True))
+        self.scene = _Label("—")
+        self.scene.setFont(_font(26, bold=True))
+        self.scene.setMinimumWidth(60)
+        self.since = _Label("")
+        self.since.setObjectName("muted")
+        self.since.setAlignment(
+            QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter
+        )
+        row.addWidget(caption)
+        row.addWidget(self.scene, stretch=1)
+        row.addWidget(self.since)
+        body.addLayout(row)
+        self.rows = [MatchBar(i + 1, 17 if i == 0 else 13) for i in range(self.ROWS)]
+        for r in self.rows:
+            body.addWidget(r, stretch=2 if r.rank == 1 else 1)
+            r.setVisible(False)
+        body.addStretch(0)
+        layout.addWidget(self.body)
+        self.hint = QtWidgets.QLabel(self.HINT.replace(": ", ":\n", 1))
+        self.hint.setObjectName("muted")
+        self.hint.setFont(_font(14))
+        self.hint.setWordWrap(True)
+        self.hint.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.hint.setToolTip(
+            "index reference tracks with `onbeat library add DIR [--scene NAME]`, then restart "
+            "the stream: the nearest ones and the scene appear here"
+        )
+        layout.addWidget(self.hint, stretch=1)
+        self.body.setVisible(False)
+        self._key: tuple[int, bool] = (-1, False)
+        self._scene_style = ""
+        self._shown = 0
+
+    def shown(self) -> list[tuple[str, float]]:
+        """The ``(title, distance)`` of the visible rows, nearest first."""
+        return [(r.title, r.distance) for r in self.rows[: self._shown]]
+
+    def show_state(self, state: DisplayState) -> None:
+        """Redraw when a new ``similar`` event arrived or the scene highlight ended."""
+        fresh = math.isfinite(state.scene_since_s) and (
+            state.now_s - state.scene_since_s < self.SCENE_HIGHLIGHT_S
+        )
+        key = (state.similar_version, fresh)
+        if key == self._key:
+            return
+        self._key = key
+        has = state.similar_version > 0
+        self.body.setVisible(has)
+        self.hint.setVisible(not has)
+        if not has:
+            return
+        nearest = state.nearest[: self.ROWS]
+        for r, (title, distance) in zip(self.rows, nearest, strict=False):
+            r.set_match(title, distance)
+        n = len(nearest)
+        if n != self._shown:
+            for i, r in enumerate(self.rows):
+                r.setVisible(i < n)
+            self._shown = n
+        if state.scene:
+            self.scene.set(state.scene)
+            t = state.scene_since_s
+            self.since.set(f"since {int(t // 60)}:{int(t % 60):02d}" if math.isfinite(t) else "")
+            color = theme.DOWNBEAT if fresh else theme.ACCENT
+        else:
+            self.scene.set("—")
+            self.since.set("no scene yet")
+            color = theme.MUTED
+        style = f"color: {color};"
+        if style != self._scene_style:
+            self._scene_style = style
+            self.scene.setStyleSheet(style)
 
 
 # ---------------------------------------------------------------------- controls

@@ -2,8 +2,8 @@
 
 :class:`DisplayState` folds the events drained from the GUI's bus subscription into fixed-size
 NumPy rings (onsets, beats, tempo history, valence/arousal trail) and a handful of scalars (BPM,
-confidence, lock, level, device, tags, health). Its memory is allocated once: an hour of events
-leaves it the size it started at.
+confidence, lock, level, device, tags, the nearest reference tracks and the scene, health). Its
+memory is allocated once: an hour of events leaves it the size it started at.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from onbeat.realtime.events import (
     HealthEvent,
     LevelEvent,
     OnsetEvent,
+    SimilarEvent,
     StreamEndEvent,
     StreamStartEvent,
     TagsEvent,
@@ -150,6 +151,10 @@ class DisplayState:
         self.last_command = ""
         self.counts: dict[str, int] = {}
         self.tags_version = 0
+        self.nearest: tuple[tuple[str, float], ...] = ()
+        self.scene = ""
+        self.scene_since_s = math.nan
+        self.similar_version = 0
 
     # ------------------------------------------------------------------ events
     def apply(self, events: list[Event], wall_s: float) -> None:
@@ -183,6 +188,12 @@ class DisplayState:
                 self.voice, self.energy = e.voice, e.energy
                 self.va_trail.append(e.time_s, valence=e.valence, arousal=e.arousal)
                 self.tags_version += 1
+            elif isinstance(e, SimilarEvent):
+                self.nearest = e.nearest
+                if e.scene != self.scene or e.scene_changed:
+                    self.scene_since_s = e.time_s if e.scene else math.nan
+                self.scene = e.scene
+                self.similar_version += 1
             elif isinstance(e, DeviceEvent):
                 self.device = e.device
                 self.device_state = e.state

@@ -18,7 +18,14 @@ import time
 from typing import Any
 
 from onbeat.gui.engine_process import EngineOptions, EngineProcess
-from onbeat.gui.panels import BeatPanel, ControlsPanel, InputPanel, OscPanel, TagsPanel
+from onbeat.gui.panels import (
+    BeatPanel,
+    ControlsPanel,
+    InputPanel,
+    OscPanel,
+    SimilarPanel,
+    TagsPanel,
+)
 from onbeat.gui.plots import ScrollingPlots, TempoPlot
 from onbeat.gui.runner import SourceSpec
 from onbeat.gui.settings import GuiSettings, save_settings
@@ -191,17 +198,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self.input_panel = InputPanel()
         self.tempo_plot = TempoPlot(s.tempo_history_s)
         self.tags_panel = TagsPanel()
+        self.similar_panel = SimilarPanel()
         self.osc_panel = OscPanel(s.osc_targets)
         self.dock_beat = self._dock("Beat", self.beat_panel, right)
         self.dock_controls = self._dock("Controls", self.controls, right)
         self.dock_input = self._dock("Input", self.input_panel, right)
         self.dock_tempo = self._dock("Tempo", self.tempo_plot, bottom)
         self.dock_tags = self._dock("Tags", self.tags_panel, bottom)
+        self.dock_similar = self._dock("Sounds like", self.similar_panel, bottom)
         self.dock_osc = self._dock("OSC", self.osc_panel, bottom)
+        # the OSC targets are set up once: they share the tempo history's place, behind it
+        self.tabifyDockWidget(self.dock_tempo, self.dock_osc)
+        self.dock_tempo.raise_()
         self.setCorner(QtCore.Qt.Corner.BottomRightCorner, right)
         self.resizeDocks(
-            [self.dock_tempo, self.dock_tags, self.dock_osc],
-            [470, 560, 430],
+            [self.dock_tempo, self.dock_tags, self.dock_similar],
+            [330, 470, 370],
             QtCore.Qt.Orientation.Horizontal,
         )
         self.resizeDocks([self.dock_tempo], [250], QtCore.Qt.Orientation.Vertical)
@@ -400,6 +412,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._tempo_seen, self._tempo_wall = state.tempo.count, wall
             self.tempo_plot.update_tempo(state)
         self.tags_panel.show_state(state)
+        self.similar_panel.show_state(state)
         if state.last_command:
             self.controls.feedback.set(state.last_command)
         self.ticks += 1

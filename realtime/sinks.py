@@ -15,6 +15,7 @@ from onbeat.realtime.events import (
     HealthEvent,
     LevelEvent,
     OnsetEvent,
+    SimilarEvent,
     StreamStartEvent,
     TagsEvent,
     event_to_dict,
@@ -68,6 +69,9 @@ class JsonlSink:
             self._fh.close()
 
 
+_TITLE_CHARS = 28  # longer reference titles are cut in the console line
+
+
 def _meter(dbfs: float, width: int = 12) -> str:
     """A text level meter from -60 to 0 dBFS."""
     filled = round(max(0.0, min(1.0, (dbfs + 60.0) / 60.0)) * width)
@@ -97,6 +101,7 @@ class ConsoleSink:
         self._source = ""
         self._beat: BeatEvent | None = None
         self._tags: TagsEvent | None = None
+        self._similar: SimilarEvent | None = None
 
     def handle(self, event: Event) -> None:
         """Update counters from one event."""
@@ -115,6 +120,8 @@ class ConsoleSink:
             self._source = event.source
         elif isinstance(event, TagsEvent):
             self._tags = event
+        elif isinstance(event, SimilarEvent):
+            self._similar = event
 
     def line(self) -> str:
         """The current status line."""
@@ -137,8 +144,21 @@ class ConsoleSink:
         )
         return (
             f"{self._time_s:7.1f}s {flash} {beat} | onsets {self.onsets:5d} | "
-            f"level {self._rms:6.1f} dBFS {_meter(self._rms)} | {xr}{tags}"
+            f"level {self._rms:6.1f} dBFS {_meter(self._rms)} | {xr}{tags}{self._like()}"
         )
+
+    def _like(self) -> str:
+        """`` | like TITLE 0.12 [scene]``: the nearest reference track and the scene, if any."""
+        s = self._similar
+        if s is None or not (s.nearest or s.scene):
+            return ""
+        text = " | like"
+        if s.nearest:
+            title, distance = s.nearest[0]
+            if len(title) > _TITLE_CHARS:
+                title = title[: _TITLE_CHARS - 2] + ".."
+            text += f" {title} {distance:.2f}"
+        return text + (f" [{s.scene}]" if s.scene else "")
 
     def tick(self) -> None:
         """Redraw when due."""

@@ -47,8 +47,9 @@ needs_qt = pytest.mark.skipif(bool(QT_PROBLEM), reason=QT_PROBLEM or "Qt availab
 
 @pytest.fixture(autouse=True)
 def _private_config_dir(tmp_path, monkeypatch):
-    """Never read or write the user's real GUI settings."""
+    """Never read or write the user's real GUI settings, nor match against their library."""
     monkeypatch.setenv("ONBEAT_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
 
 
 # ---------------------------------------------------------------------- views (no Qt)
@@ -496,6 +497,107 @@ def test_synthetic_beats_drive_the_display(window):
     assert not tags.canvas.isHidden() and tags.waiting.isHidden()
     np.testing.assert_allclose(tags.genre_bars.opts["width"][:2], [0.7, 0.3])
     assert tags.point.getData()[0][0] == pytest.approx(0.5)
+
+
+def _similar(t: float, nearest, scene: str = "", changed: bool = False):
+    from onbeat.realtime.events import SimilarEvent
+
+    return SimilarEvent(round(t * 44100), t, t, tuple(nearest), scene, changed)
+
+
+@needs_qt
+def test_similar_events_drive_the_sounds_like_panel(window):
+    """SimilarEvents, pickled through a pipe as the engine process sends them, fill the rows
+    (title, distance, bar) and the scene; without them the panel shows how to build a library."""
+    import multiprocessing
+
+    from onbeat.gui.panels import SimilarPanel
+    from onbeat.gui.state import DisplayState
+
+    panel = window.similar_panel
+    window.tick()
+    assert not panel.hint.isHidden() and panel.body.isHidden()
+    assert panel.hint.text().replace("\n", " ") == SimilarPanel.HINT
+    assert "onbeat library add DIR" in panel.hint.text()
+
+    here, there = multiprocessing.Pipe()
+    try:
+
+        def through_pipe(events) -> None:  # the engine process's message, handled as the GUI does
+            there.send(("events", events, 0))
+            window.runner._handle(here.recv())
+            window.tick()
+
+        through_pipe([_similar(2.0, [("Ünïcode – Title", 0.125), ("b", 0.5)])])
+        assert panel.hint.isHidden() and not panel.body.isHidden()
+        assert panel.shown() == [("Ünïcode – Title", 0.125), ("b", 0.5)]
+        assert [r.isHidden() for r in panel.rows] == [False, False, True, True, True]
+        assert panel.rows[0].fill == pytest.approx(0.875) and panel.rows[1].fill == 0.5
+        assert panel.scene.text() == "—" and panel.since.text() == "no scene yet"
+
+        far = [("club mix", 0.02), ("other", 0.3), ("far away", 1.4)]
+        through_pipe([_similar(63.5, far, "dancefloor", True)])
+        assert panel.shown() == far
+        assert [r.isHidden() for r in panel.rows] == [False, False, False, True, True]
+        assert panel.rows[2].fill == 0.0  # further than unrelated: an empty bar
+        assert panel.scene.text() == "dancefloor" and panel.since.text() == "since 1:03"
+        from onbeat.gui import theme
+
+        assert theme.DOWNBEAT in panel.scene.styleSheet()  # a new scene stands out
+        through_pipe([_similar(70.0, far[:1], "dancefloor")])  # same scene, later
+        assert panel.shown() == far[:1] and panel.since.text() == "since 1:03"
+        assert theme.ACCENT in panel.scene.styleSheet()
+    finally:
+        here.close()
+        there.close()
+    # a new stream forgets them: the hint again
+    window.state.reset()
+    window.tick()
+    assert not panel.hint.isHidden() and panel.body.isHidden()
+    st = DisplayState()
+    assert st.similar_version == 0 and st.nearest == () and st.scene == ""
+
+
+@needs_qt
+def test_reference_library_reaches_the_panel(qtbot, tmp_path):
+    """End to end: a library of one file, the same audio replayed in the engine process."""
+    import soundfile as sf
+    from onbeat.gui.app import create_app
+    from onbeat.gui.settings import GuiSettings
+    from onbeat.gui.window import MainWindow
+    from onbeat.models.registry import weights_path
+    from onbeat.realtime.config import OnbeatConfig, apply_overrides
+    from onbeat.realtime.demo import demo_song
+    from onbeat.realtime.library import Embedder, Library
+
+    if not weights_path("tags").exists():
+        pytest.skip("no tagging model: no embeddings, no reference library")
+    song = demo_song(duration_s=12.0)
+    ref = tmp_path / "Reference loop.wav"
+    sf.write(ref, song.samples, song.sample_rate_hz)
+    db = tmp_path / "library.sqlite"
+    with Library(db) as lib:
+        lib.add_file(ref, Embedder(), scenes=["groove"])
+    config = apply_overrides(
+        OnbeatConfig(),
+        {"library.enabled": "on", "library.db_path": str(db), "library.dwell_s": 0.0},
+    )
+    create_app()
+    w = MainWindow(config, GuiSettings(), save=False)
+    w.timer.stop()
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        _replay(w, song.samples, song.sample_rate_hz, name="demo")
+        assert w.state.counts.get("similar", 0) > 0
+        panel = w.similar_panel
+        assert panel.hint.isHidden() and not panel.body.isHidden()
+        (title, distance), *_ = panel.shown()
+        assert title == "Reference loop" and distance < 0.05
+        assert panel.rows[0].fill > 0.95
+        assert panel.scene.text() == "groove"
+    finally:
+        w.shutdown()
 
 
 @needs_qt
