@@ -198,23 +198,38 @@ class TagCNN(nn.Module):
         self.quadrant = nn.Linear(spec.hidden, len(spec.quadrants))
         self.voice = nn.Linear(spec.hidden, 1)
 
+    def trunk_map(self, mel: torch.Tensor) -> torch.Tensor:
+        """The conv trunk's output map (the similarity head's input):
+        ``(batch, frames, n_mels)`` → ``(batch, channels[-1], mel groups, frame groups)``."""
+        x = (mel - self.in_mean) / self.in_std
+        out: torch.Tensor = self.trunk(x.transpose(1, 2).unsqueeze(1))  # (batch, 1, mels, frames)
+        return out
+
+    @staticmethod
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        """Mean and max of a trunk map over time and frequency, ``(batch, 2 * channels)``."""
+        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+
+    def pooled(self, mel: torch.Tensor) -> torch.Tensor:
+        """The pooled trunk output the hidden layer reads: ``(batch, 2 * channels[-1])``."""
+        return self.pool(self.trunk_map(mel))
+
     def embed(self, mel: torch.Tensor) -> torch.Tensor:
         """Hidden layer of ``mel`` windows: ``(batch, frames, n_mels)`` → ``(batch, hidden)``."""
-        x = (mel - self.in_mean) / self.in_std
-        x = self.trunk(x.transpose(1, 2).unsqueeze(1))  # (batch, 1, mels, frames)
-        pooled = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
-        out: torch.Tensor = self.hidden(pooled)
+        out: torch.Tensor = self.hidden(self.pooled(mel))
         return out
 
     def forward(self, mel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits of every head and the (unnormalised) embedding."""
-        h = self.embed(mel)
+        """Logits of every head, the (unnormalised) embedding and the trunk's output map."""
+        trunk_map = self.trunk_map(mel)
+        h = self.hidden(self.pool(trunk_map))
         d = self.drop(h)
         return {
             "genre": self.genre(d),
             "quadrant": self.quadrant(d),
             "voice": self.voice(d)[:, 0],
             "embedding": h,
+            "trunk_map": trunk_map,
         }
 
 

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("eval", help="score the live pipeline on a directory of annotated files")
-    p.add_argument("task", choices=["beats", "onsets", "tags"])
+    p.add_argument("task", choices=["beats", "onsets", "tags", "similarity"])
     p.add_argument(
         "directory",
         help="audio files with same-stem .beats or .onsets files (tags: audio files, searched "
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gui_arguments(p)
 
     p = sub.add_parser("train", help="train a model (resumable; see training/)")
-    p.add_argument("task", choices=["onsets", "beats", "tags"])
+    p.add_argument("task", choices=["onsets", "beats", "tags", "similarity"])
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--steps", type=int, default=200, help="batches per epoch")
     p.add_argument("--run-dir", default="runs", help="checkpoints and logs (resume from here)")
@@ -424,6 +424,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             json_path=Path(args.json) if args.json else None,
             plot_path=Path(args.plot or "eval_tags.png"),
             live=args.live,
+        )
+    if args.task == "similarity":
+        from onbeat.training.eval_similarity import main_eval_similarity
+
+        return main_eval_similarity(
+            Path(args.directory), json_path=Path(args.json) if args.json else None
         )
     results, mean = evaluate_dir(config, Path(args.directory), args.task)
     width = max(len(r.name) for r in results)

@@ -15,11 +15,14 @@ Embedding
     :attr:`~onbeat.realtime.events.TagsEvent.embedding`: the file is decoded, mixed to mono,
     resampled to the tagger's rate, cut into ``window_s`` windows every :data:`WINDOW_HOP_S`
     (the live grid), and each window goes through :meth:`TaggerSpec.log_mel` and
-    :meth:`TagCNN.embed` (torch, one thread, ``inference_mode``, batched). Windows below the
-    tagger's gate are skipped, like live. The model's id (weights name and a hash of the weights
-    file, :func:`weights_id`) is stored per track; tracks indexed by another model are not
-    searched until they are re-indexed (``onbeat library reindex``), so the embedding function
-    can be swapped.
+    :meth:`TagCNN.embed` (torch, one thread, ``inference_mode``, batched). When a similarity
+    head trained on this tagger's trunk ships (``similarity.safetensors``,
+    :func:`similarity_head`), the embedding is the head's output on the same trunk pass instead
+    (trained for same-track retrieval under microphone degradation; ``onbeat eval similarity``).
+    Windows below the tagger's gate are skipped, like live. The model's id (weights name and a
+    hash of the weights file, :func:`weights_id`) is stored per track; tracks indexed by another
+    model are not searched until they are re-indexed (``onbeat library reindex``), so the
+    embedding function can be swapped.
 
 Search
     :class:`LibraryIndex` holds the unit-normalised track means of one model as an in-memory
@@ -78,6 +81,7 @@ __all__ = [
     "file_sha256",
     "find_audio_files",
     "resolve_db_path",
+    "similarity_head",
     "weights_id",
 ]
 
@@ -148,6 +152,48 @@ def weights_id(path: str | os.PathLike[str]) -> str:
     file's SHA-256 (``tags:0123456789abcdef``). Any retraining changes it."""
     p = Path(path)
     return f"{p.stem}:{file_sha256(p)[:16]}"
+
+
+def similarity_head(
+    tagger_path: str | os.PathLike[str], head_path: str | os.PathLike[str] | None = None
+) -> tuple[Any | None, str]:
+    """The similarity head for a tagger, and the id of the embedding the library then stores.
+
+    The head (``similarity.safetensors``: beside the tagger's weights, else ``head_path`` or the
+    registry's) is used only when it was trained on this tagger's trunk (its spec's
+    ``trunk_id`` equals :func:`weights_id` of the tagger); the model id is then the head's
+    :func:`weights_id` (``similarity:<hash>``). Otherwise the embedding is the tagger's hidden
+    layer and the id the tagger's (``tags:<hash>``).
+
+    Returns
+    -------
+    head : SimilarityHead or None
+        In eval mode.
+    model_id : str
+    """
+    from onbeat.models.registry import weights_path
+    from onbeat.models.similarity import load_head
+
+    tagger = Path(tagger_path)
+    trunk_id = weights_id(tagger)
+    beside = tagger.with_name("similarity.safetensors")
+    p = Path(head_path) if head_path is not None else beside
+    if not p.exists():
+        p = weights_path("similarity")
+    if not p.exists() or not p.with_suffix(".json").exists():
+        return None, trunk_id
+    head, _ = load_head(p)
+    if head.spec.trunk_id != trunk_id:
+        level = logging.WARNING if p == beside else logging.DEBUG
+        log.log(
+            level,
+            "similarity head %s was trained on %s, not on %s: using the tagger's embedding",
+            p,
+            head.spec.trunk_id,
+            trunk_id,
+        )
+        return None, trunk_id
+    return head, weights_id(p)
 
 
 def find_audio_files(items: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -258,6 +304,8 @@ class Embedder:
     ----------
     weights : path, optional
         A ``tags.safetensors`` file (default: the shipped one; ``ONBEAT_MODELS`` overrides).
+    head : path, optional
+        A ``similarity.safetensors`` head; see :func:`similarity_head` for which is used.
     gate_dbfs : float
         Windows whose RMS level is below this are skipped (the live tagger's ``tags.gate_dbfs``).
     batch : int
@@ -270,7 +318,12 @@ class Embedder:
     """
 
     def __init__(
-        self, weights: Path | None = None, *, gate_dbfs: float = -50.0, batch: int = 32
+        self,
+        weights: Path | None = None,
+        *,
+        head: Path | None = None,
+        gate_dbfs: float = -50.0,
+        batch: int = 32,
     ) -> None:
         import torch
         from onbeat.models.registry import weights_path
@@ -283,8 +336,8 @@ class Embedder:
         self._torch = torch
         self.net, _ = load_tagger(path)
         self.spec = self.net.spec
-        self.model_id = weights_id(path)
-        self.dim = int(self.spec.hidden)
+        self.head, self.model_id = similarity_head(path, head)
+        self.dim = int(self.head.spec.dim if self.head is not None else self.spec.hidden)
         self.gate_dbfs = float(gate_dbfs)
         self.batch = max(1, int(batch))
         self.window_n = self.spec.window_samples
@@ -349,8 +402,11 @@ class Embedder:
         for i in range(0, len(windows), self.batch):
             mel = np.stack([self.spec.log_mel(w, self._fb) for w in windows[i : i + self.batch]])
             with torch.inference_mode():
-                h = self.net.embed(torch.from_numpy(mel))
-                h = h / h.norm(dim=1, keepdim=True).clamp_min(1e-9)
+                if self.head is not None:
+                    h = self.head.from_trunk(self.net.trunk_map(torch.from_numpy(mel)))
+                else:
+                    h = self.net.embed(torch.from_numpy(mel))
+                    h = h / h.norm(dim=1, keepdim=True).clamp_min(1e-9)
             out[i : i + h.shape[0]] = h.numpy()
         return out
 

@@ -139,6 +139,7 @@ class Tagger:
         self.ring = RingBuffer(self.window_n + 2 * self.hop_n + self.rate_hz)
         self._window = np.zeros(self.window_n, np.float32)
         self._net: Any = None
+        self._head: Any = None  # the similarity head, when one matches the tagger's trunk
         self._torch: Any = None
         self._fb: Any = None
         self._spec: Any = None
@@ -171,6 +172,9 @@ class Tagger:
             raise FileNotFoundError(f"no tagging model at {path} (shipped: {WEIGHTS_DIR})")
         self._torch = torch
         self._net, _ = load_tagger(path)
+        from onbeat.realtime.library import similarity_head
+
+        self._head, model_id = similarity_head(path)
         spec = self._spec = self._net.spec
         if spec.sample_rate_hz != self.rate_hz:
             raise ValueError(
@@ -182,9 +186,7 @@ class Tagger:
         self.state = TagsState(spec.genres, spec.quadrants, a, self.config.hysteresis)
         self._infer(np.zeros(self.window_n, np.float32))  # warm-up: numba mel and torch
         if self.matcher is not None:
-            from onbeat.realtime.library import weights_id
-
-            self.matcher.prepare(weights_id(path))
+            self.matcher.prepare(model_id)
         self._ready = True
 
     def reset(self) -> None:
@@ -342,8 +344,11 @@ class Tagger:
             genre = torch.softmax(out["genre"][0], 0).numpy()
             quadrant = torch.softmax(out["quadrant"][0], 0).numpy()
             voice = float(torch.sigmoid(out["voice"][0]))
-            emb = out["embedding"][0]
-            emb = (emb / emb.norm().clamp_min(1e-9)).numpy()
+            if self._head is not None:  # the similarity head reads the same trunk pass
+                emb = self._head.from_trunk(out["trunk_map"])[0].numpy()
+            else:
+                emb = out["embedding"][0]
+                emb = (emb / emb.norm().clamp_min(1e-9)).numpy()
         return genre, quadrant, voice, emb
 
 

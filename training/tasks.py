@@ -310,6 +310,21 @@ def main_train(
         )
         print(json.dumps(result))
         return 0
+    if task == "similarity":
+        from onbeat.training.similarity import train_similarity
+
+        sim = train_similarity(
+            run_dir=run_root / "similarity",
+            export_dir=export_dir,
+            cache_dir=Path(os.environ.get("ONBEAT_TAGS_CACHE", "data/tags_cache")),
+            teacher_dir=Path(os.environ.get("ONBEAT_TEACHER", "data/teacher")),
+            epochs=epochs,
+            steps=steps,
+            seed=seed,
+            hidden=hidden or 256,
+        )
+        print(json.dumps({"losses": sim["losses"]}))
+        return 0
     if task == "onsets":
         cfg = TrainConfig(
             epochs=epochs,

@@ -1,0 +1,330 @@
+"""``onbeat train similarity``: the similarity head (:mod:`onbeat.models.similarity`).
+
+Objective
+    Contrastive (Siamese) training as in part II of the ISMIR 2018 "Deep learning for MIR"
+    tutorial, in its in-batch form (InfoNCE / NT-Xent, temperature :data:`TEMPERATURE`): a batch
+    holds two views of each of ``batch`` tracks; the other view of the same track is the positive,
+    every view of the other tracks a negative. A view is a ``window_s`` window at a random start
+    (another window of the same track) that is, with probability :data:`P_DEGRADE`, degraded by
+    :class:`~onbeat.training.augment.MelAugment` (gain, EQ, band limit, reverb, noise); each start
+    gets a clean and a degraded (or two degraded) versions, so augmentations of the same window are
+    positives too.
+
+The trunk is frozen
+    The shipped tagger's trunk (:meth:`TagCNN.pooled`) is never trained, so the tags do not
+    change. Each epoch therefore computes a *bank* of pooled trunk vectors once
+    (:data:`STARTS_PER_TRACK` random starts × 2 versions per track, new starts and degradations
+    every epoch) and then trains only the small MLP for ``steps`` batches from that bank, which
+    keeps the cost to one trunk pass per view.
+
+Data and split
+    4Q clips of every artist-disjoint fold except the held-out query fold of ``onbeat eval
+    similarity`` (:data:`~onbeat.training.eval_similarity.TEST_FOLD` of
+    :data:`~onbeat.training.eval_similarity.TEST_FOLDS`), plus the unlabelled real recordings with
+    teacher labels (Frets-on-Fire, Debian game music) minus one file in five (held out by file).
+
+Resuming
+    ``RUN_DIR/ckpt.pt`` holds the head, the optimiser and the finished epoch; a rerun continues
+    after it. The final head is exported with a model card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from onbeat.models.similarity import SimilarityHead, SimilaritySpec, pool_trunk, save_head
+from onbeat.models.tagger import TagCNN
+from onbeat.training.eval_similarity import query_windows
+from tqdm import tqdm
+
+__all__ = [
+    "P_DEGRADE",
+    "STARTS_PER_TRACK",
+    "TEMPERATURE",
+    "fit_head",
+    "info_nce",
+    "train_similarity",
+]
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+#: NT-Xent temperature.
+TEMPERATURE = 0.1
+#: Random window starts per track and epoch (each gives two versions).
+STARTS_PER_TRACK = 6
+#: Probability that a version is degraded (the first version of a start is always kept clean
+#: with probability ``1 - P_DEGRADE``; the second is always degraded).
+P_DEGRADE = 0.7
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = TEMPERATURE) -> torch.Tensor:
+    """Symmetric NT-Xent loss of paired unit embeddings ``a[i] ↔ b[i]``, shape ``(n, dim)``.
+
+    Every other row of both views is a negative (2n - 2 per anchor).
+    """
+    z = torch.cat([a, b])
+    n = a.shape[0]
+    sim = z @ z.T / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return torch.nn.functional.cross_entropy(sim, target)
+
+
+def _bank(
+    net: TagCNN,
+    mels: Sequence[F32],
+    augment: Callable[[F32, np.random.Generator], F32],
+    rng: np.random.Generator,
+    starts: int,
+    progress: str,
+    pool: str,
+) -> torch.Tensor:
+    """Pooled trunk vectors ``(tracks, starts, 2, in_dim)`` of fresh views."""
+    frames = net.spec.frames
+    out: list[torch.Tensor] = []
+    for mel in tqdm(mels, desc=progress, leave=False):
+        w = query_windows(mel, frames, starts, rng)
+        views = np.empty((starts, 2, *w.shape[1:]), np.float32)
+        for i in range(starts):
+            views[i, 0] = augment(w[i], rng) if rng.random() < P_DEGRADE else w[i]
+            views[i, 1] = augment(w[i], rng)
+        with torch.inference_mode():
+            pooled = pool_trunk(
+                net.trunk_map(torch.from_numpy(views.reshape(-1, *w.shape[1:]))), pool
+            )
+        out.append(pooled.reshape(starts, 2, -1).clone())
+    return torch.stack(out)
+
+
+def fit_head(
+    net: TagCNN,
+    mels: Sequence[F32],
+    augment: Callable[[F32, np.random.Generator], F32],
+    *,
+    run_dir: Path,
+    trunk_id: str,
+    epochs: int = 8,
+    steps: int = 200,
+    batch: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    starts: int = STARTS_PER_TRACK,
+    hidden: int = 256,
+    pool: str = "global",
+) -> tuple[SimilarityHead, list[float]]:
+    """Train a head on the frozen trunk of ``net`` (resumable from ``run_dir/ckpt.pt``).
+
+    Parameters
+    ----------
+    net : TagCNN
+        The tagger (kept in eval mode, never updated).
+    mels : sequence of ndarray, each (frames, mels)
+        Whole-track log-mels (one per track).
+    augment : callable
+        ``augment(window, rng)``: the degradation.
+    run_dir : path
+        Checkpoint folder.
+    trunk_id : str
+        The tagger's id, stored in the head's spec.
+    epochs, steps, batch : int
+        Banks, batches per bank and tracks per batch.
+    lr : float
+        AdamW learning rate (cosine decay over all steps).
+    seed : int
+        Everything random.
+    starts : int
+        Random window starts per track and epoch.
+    hidden : int
+        The head's hidden width.
+    pool : str
+        How the head pools the trunk map (:data:`~onbeat.models.similarity.POOLS`).
+
+    Returns
+    -------
+    head : SimilarityHead
+        In eval mode.
+    losses : list of float
+        Mean loss per epoch (all epochs, resumed ones included).
+    """
+    torch.manual_seed(seed)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    with torch.inference_mode():
+        probe = net.trunk_map(torch.zeros(1, net.spec.frames, net.spec.n_mels))
+    in_dim = int(pool_trunk(probe, pool).shape[1])
+    head = SimilarityHead(
+        SimilaritySpec(in_dim=in_dim, hidden=hidden, trunk_id=trunk_id, pool=pool)
+    )
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    total = max(1, epochs * steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1.0 + np.cos(np.pi * min(s, total) / total))
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = run_dir / "ckpt.pt"
+    first, losses = 0, []
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state.get("spec") != head.spec.to_json():
+            raise ValueError(
+                f"{ckpt} holds a head of another shape or trunk ({state.get('spec')}); "
+                "remove it or use another --run-dir"
+            )
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        first, losses = int(state["epoch"]), list(state["losses"])
+        log.info("resuming after epoch %d", first)
+    n = len(mels)
+    b = min(batch, n)
+    for epoch in range(first, epochs):
+        rng = np.random.default_rng([seed, epoch])
+        bank = _bank(net, mels, augment, rng, starts, f"bank {epoch + 1}/{epochs}", pool)
+        head.train()
+        total_loss = 0.0
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        for _ in bar:
+            tr = torch.from_numpy(rng.choice(n, b, replace=False))
+            # two views of each track: any (start, version) pair except the same one twice
+            i1 = torch.from_numpy(rng.integers(0, 2 * starts, b))
+            i2 = (i1 + torch.from_numpy(rng.integers(1, 2 * starts, b))) % (2 * starts)
+            flat = bank.reshape(n, 2 * starts, -1)
+            loss = info_nce(head(flat[tr, i1]), head(flat[tr, i2]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            value = loss.item()
+            total_loss += value
+            bar.set_postfix(loss=f"{value:.3f}")
+        losses.append(total_loss / max(steps, 1))
+        log.info("epoch %d: loss %.4f", epoch + 1, losses[-1])
+        torch.save(
+            {
+                "head": head.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "epoch": epoch + 1,
+                "losses": losses,
+                "seed": seed,
+                "spec": head.spec.to_json(),
+            },
+            ckpt,
+        )
+    head.eval()
+    return head, losses
+
+
+def _held_out_file(name: str) -> bool:
+    """One file in five (by a hash of its name) is kept out of training."""
+    return int(hashlib.sha1(name.encode()).hexdigest(), 16) % 5 == 0
+
+
+def train_similarity(
+    *,
+    run_dir: Path,
+    export_dir: Path,
+    cache_dir: Path,
+    teacher_dir: Path,
+    epochs: int,
+    steps: int,
+    seed: int = 0,
+    hidden: int = 256,
+    pool: str = "freq",
+    evaluate: bool = True,
+) -> dict[str, Any]:
+    """Train the head on 4Q (minus the held-out artist fold) and real recordings, export it with
+    a model card and (``evaluate``) the ``onbeat eval similarity`` numbers on 4Q."""
+    from onbeat.models.registry import weights_path
+    from onbeat.models.tagger import load_tagger
+    from onbeat.realtime.library import weights_id
+    from onbeat.training.augment import MelAugment
+    from onbeat.training.eval_similarity import DEGRADATION, TEST_FOLD, TEST_FOLDS
+    from onbeat.training.tags import artist_folds, mel_of, mer4q_items, teacher_items
+    from onbeat.training.tasks import _card
+
+    tagger_path = weights_path("tags")
+    net, _ = load_tagger(tagger_path)
+    spec = net.spec
+    items = mer4q_items()
+    if not items:
+        raise FileNotFoundError("the 4Q mood set is not in ../shared/data/mood/mer4q")
+    folds = artist_folds(items, TEST_FOLDS, seed=0)
+    train = [it for it, f in zip(items, folds, strict=True) if f != TEST_FOLD]
+    other = [it for s in ("fof", "debian") for it in teacher_items(teacher_dir, s)]
+    other = [it for it in other if not _held_out_file(it.name)]
+    t0 = time.monotonic()
+    mels = [mel_of(it.audio, spec, cache_dir) for it in tqdm([*train, *other], desc="mel")]
+    log.info("%d tracks' mels in %.0f s", len(mels), time.monotonic() - t0)
+    augment = MelAugment(
+        spec.filterbank().center_hz,
+        spec.sample_rate_hz / spec.hop_size,
+        spec.log_mul,
+        **DEGRADATION,
+    )
+    head, losses = fit_head(
+        net,
+        mels,
+        augment,
+        run_dir=run_dir,
+        trunk_id=weights_id(tagger_path),
+        epochs=epochs,
+        steps=steps,
+        seed=seed,
+        hidden=hidden,
+        pool=pool,
+    )
+    meta: dict[str, Any] = {
+        "task": "similarity embedding of 3 s windows (MLP head on the frozen tagger trunk)",
+        "objective": f"in-batch NT-Xent (temperature {TEMPERATURE}): positives = other windows "
+        "and degraded copies of the same track, negatives = other tracks",
+        "data": f"4Q (research only) {len(train)} clips of {len({it.artist for it in train})} "
+        f"artists (artist fold {TEST_FOLD} of {TEST_FOLDS} held out), {len(other)} "
+        "Frets-on-Fire / Debian game-music recordings (1 file in 5 held out)",
+        "training_command": f"onbeat train similarity --epochs {epochs} --steps {steps} "
+        f"--seed {seed} --hidden {hidden}",
+        "trunk": weights_id(tagger_path),
+        "architecture": f"{pool} pooling of the frozen trunk map ({head.spec.in_dim}-d) → "
+        f"Linear({head.spec.hidden}) → LayerNorm → ReLU → Linear({head.spec.dim}) → unit norm; "
+        "float16 weights",
+        "losses": [round(x, 4) for x in losses],
+        "params": sum(p.numel() for p in head.parameters()),
+        "licence": "weights: MIT (onbeat). Trained on 4Q clips (research only) and "
+        "Debian/Frets-on-Fire recordings (CC BY-SA / MIT-style / game-data licences); uses no "
+        "tags itself, but its frozen trunk (the tags model) learnt from 4Q and from soft labels "
+        "of the musicnn MTT/MSD taggers (MagnaTagATune-derived: non-commercial). Treat these "
+        "weights as research / non-commercial. No teacher weights ship.",
+    }
+    result: dict[str, Any] = {"losses": losses}
+    if evaluate:
+        import tempfile
+
+        from onbeat.training.eval_similarity import evaluate_similarity, load_tracks
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_head(head, tmp)
+            tracks, _ = load_tracks(items[0].audio.parents[2])
+            metrics = evaluate_similarity(tracks, head_path=path)
+        meta["eval_command"] = "onbeat eval similarity ../shared/data/mood/mer4q"
+        meta["eval_4q"] = {
+            f"{name} {k}": round(v, 4)
+            for name, r in metrics.items()
+            for k, v in r.items()
+            if k in ("mean_r@1", "mean_r@10", "max_r@1", "max_r@10", "p10_quadrant", "p10_genre")
+        }
+        result["eval"] = metrics
+    save_head(head, export_dir, extra=meta)
+    (export_dir / f"{head.spec.name}.md").write_text(_card(head.spec.name, meta))
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
