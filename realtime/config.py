@@ -295,6 +295,9 @@ class LibraryConfig:
     hysteresis : float
         Cosine-distance margin by which another scene's references must beat the current
         scene's to count as closer.
+    scoring : {"window", "mean"}
+        ``window``: a track's distance is ``1 -`` the best cosine over its stored windows;
+        ``mean``: ``1 -`` the cosine to the track's mean embedding (less memory, less exact).
     """
 
     section: ClassVar[str] = "library"
@@ -303,11 +306,14 @@ class LibraryConfig:
     k: int = 3
     dwell_s: float = 8.0
     hysteresis: float = 0.05
+    scoring: str = "window"
 
     def __post_init__(self) -> None:
         s = self.section
         if self.enabled not in ("auto", "on", "off"):
             raise ConfigError(f"{s}.enabled = {self.enabled!r} is invalid: must be auto, on or off")
+        if self.scoring not in ("window", "mean"):
+            raise ConfigError(f"{s}.scoring = {self.scoring!r} is invalid: must be window or mean")
         if self.db_path is not None and (not isinstance(self.db_path, str) or not self.db_path):
             raise ConfigError(f"{s}.db_path = {self.db_path!r} is invalid: must be a file path")
         _check_range(s, "k", self.k, 1, 100, integer=True)

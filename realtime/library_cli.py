@@ -5,11 +5,16 @@
     onbeat library add DIR|FILE... [--scene NAME]...   # index (re-index when changed)
     onbeat library list
     onbeat library remove PATH|DIR|ID...
-    onbeat library query FILE [-k N]                   # nearest tracks to a file
+    onbeat library query FILE [-k N] [--scoring S]     # nearest tracks to a file
     onbeat library reindex                             # after the tagging model changed
 
 Every action takes ``--db PATH`` (else ``library.db_path`` from ``--config``/``--set``, else
 the user data folder, :func:`~onbeat.realtime.library.default_db_path`).
+
+``query`` ranks tracks by :meth:`~onbeat.realtime.library.LibraryIndex.file_distances`: with
+``window`` scoring (``library.scoring``, the default) a track's distance is ``1 -`` the mean,
+over the file's windows, of the best cosine to any of the track's windows; with ``mean`` it is
+``1 -`` the cosine between the file's and the track's mean embeddings.
 
 Exit codes
     ``add``, ``remove`` and ``reindex`` report each file or item they cannot handle in one line
@@ -81,6 +86,12 @@ def add_library_parser(sub: Any) -> None:
     q = actions.add_parser("query", parents=[common], help="the nearest tracks to a file")
     q.add_argument("file", metavar="FILE")
     q.add_argument("-k", type=int, default=5, metavar="N", help="how many (default 5)")
+    q.add_argument(
+        "--scoring",
+        choices=("window", "mean"),
+        help="compare with each track's best window (mean over the file's windows) or with the "
+        "track means (default: library.scoring, window)",
+    )
     actions.add_parser(
         "reindex",
         parents=[common],
@@ -264,9 +275,12 @@ def _query(args: argparse.Namespace, config: OnbeatConfig, db: Path) -> int:
 
     if args.k < 1:
         raise OnbeatError(f"-k {args.k} must be at least 1")
+    scoring = args.scoring or config.library.scoring
     with Library(db, create=False) as lib:
         embedder = _embedder(config)
-        index = lib.index(embedder.model_id)
+        t_load = time.perf_counter()
+        index = lib.index(embedder.model_id, scoring)
+        t_load = time.perf_counter() - t_load
         if len(index) == 0:
             stale = lib.count()
             raise OnbeatError(
@@ -276,7 +290,7 @@ def _query(args: argparse.Namespace, config: OnbeatConfig, db: Path) -> int:
         t0 = time.perf_counter()
         emb = embedder.embed_file(args.file)
         t1 = time.perf_counter()
-        hits = index.nearest(emb.mean, args.k)
+        hits = index.top(index.file_distances(emb.vectors), args.k)
         t2 = time.perf_counter()
         paths = {t.id: t.path for t in lib.tracks()}
     print(f"{'rank':>4}  {'distance':>8}  {'id':>5}  {'scenes':16}  title  (path)")
@@ -288,7 +302,8 @@ def _query(args: argparse.Namespace, config: OnbeatConfig, db: Path) -> int:
         )
     print(
         f"onbeat: {emb.vectors.shape[0]} windows of {args.file} embedded in {t1 - t0:.2f} s; "
-        f"search over {len(index)} track(s) {1e3 * (t2 - t1):.2f} ms",
+        f"{scoring} scoring over {len(index)} track(s) ({index.windows.shape[0]} windows, "
+        f"{index.nbytes / 2**20:.1f} MiB, loaded in {t_load:.2f} s): {1e3 * (t2 - t1):.2f} ms",
         file=sys.stderr,
     )
     return 0

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onbeat.models.tagger import TagCNN, TaggerSpec, save_tagger
 from onbeat.realtime.cli import main
 from onbeat.realtime.config import LibraryConfig, OnbeatConfig, apply_overrides
@@ -124,6 +126,10 @@ def test_config_validation() -> None:
         apply_overrides(OnbeatConfig(), {"library.hysteresis": 3})
     with pytest.raises(ConfigError, match=r"library\.dwell_s"):
         apply_overrides(OnbeatConfig(), {"library.dwell_s": -1})
+    assert LibraryConfig().scoring == "window"
+    assert apply_overrides(OnbeatConfig(), {"library.scoring": "mean"}).library.scoring == "mean"
+    with pytest.raises(ConfigError, match=r"library\.scoring"):
+        apply_overrides(OnbeatConfig(), {"library.scoring": "max"})
     cfg = apply_overrides(OnbeatConfig(), {"library.db_path": "~/x.sqlite", "library.k": 5})
     assert cfg.library.db_path == "~/x.sqlite" and cfg.library.k == 5
 
@@ -348,16 +354,112 @@ def test_query_finds_the_file_itself(tmp_path: Path, audio_dir: Path, embedder: 
         ids = {f.stem: lib.add_file(f, embedder).track_id for f in sorted(audio_dir.glob("*.wav"))}
         index = lib.index(embedder.model_id)
         assert len(index) == 4 and index is lib.index(embedder.model_id)  # cached
+        assert index.scoring == "window" and index.windows.shape == (12, 16)
+        by_mean = lib.index(embedder.model_id, "mean")
+        assert by_mean.scoring == "mean" and by_mean.windows.shape[0] == 0
+        assert lib.index(embedder.model_id) is not by_mean  # the scoring is part of the key
         for name, tid in ids.items():
             emb = embedder.embed_file(audio_dir / f"{name}.wav")
-            hits = index.nearest(emb.mean, 3)
-            assert len(hits) == 3 and int(index.ids[hits[0][0]]) == tid
-            assert hits[0][1] == pytest.approx(0.0, abs=1e-5)
-            assert [d for _, d in hits] == sorted(d for _, d in hits)
-            assert all(0.0 - 1e-5 <= d <= 2.0 + 1e-5 for _, d in hits)
+            np.testing.assert_allclose(
+                index.windows[index.window_starts[list(index.ids).index(tid)] :][:3],
+                emb.vectors,
+                atol=1e-6,
+            )
+            for ix, hits in (
+                (index, index.top(index.file_distances(emb.vectors), 3)),
+                (index, index.nearest(emb.vectors[1], 3)),  # one of its own windows
+                (by_mean, by_mean.nearest(emb.mean, 3)),
+                (by_mean, by_mean.top(by_mean.file_distances(emb.vectors), 3)),
+            ):
+                assert len(hits) == 3 and int(ix.ids[hits[0][0]]) == tid
+                assert hits[0][1] == pytest.approx(0.0, abs=1e-5)
+                assert [d for _, d in hits] == sorted(d for _, d in hits)
+                assert all(0.0 - 1e-5 <= d <= 2.0 + 1e-5 for _, d in hits)
         assert len(index.nearest(emb.mean, 10)) == 4
         with pytest.raises(ValueError, match="dimensions"):
             index.distances(np.ones(7))
+        with pytest.raises(ValueError, match="dimensions"):
+            index.file_distances(np.ones((2, 7)))
+        with pytest.raises(ValueError, match="scoring"):
+            lib.index(embedder.model_id, "max")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_a_window_matching_one_stored_window_ranks_its_track_first() -> None:
+    """Best-window scoring: one exact window match wins although the track's mean is far."""
+    rng = np.random.default_rng(3)
+    dim = 32
+    target = _unit(rng.standard_normal(dim))
+    # track 1: one window equal to the target among many pointing the opposite way, so its
+    # mean is far from the target; track 2: every window moderately close to the target
+    far = [_unit(-target + 0.3 * rng.standard_normal(dim)) for _ in range(9)]
+    t1 = np.stack([*far[:4], target, *far[4:]])
+    t2 = np.stack([_unit(target + 0.9 * rng.standard_normal(dim)) for _ in range(10)])
+    t3 = np.stack([_unit(rng.standard_normal(dim)) for _ in range(6)])
+    tracks = [t1, t2, t3]
+    means = [t.mean(axis=0) for t in tracks]
+    args = ("m", [10, 20, 30], ["one", "many", "rand"], [("a",), ("b",), ()], means)
+    by_window = LibraryIndex.build(*args, windows=tracks)
+    by_mean = LibraryIndex.build(*args)
+    d = by_window.distances(target)
+    assert by_window.nearest(target, 3)[0] == (0, pytest.approx(0.0, abs=1e-6))
+    assert d[0] < d[1] < 0.9  # track 2's best window is close too, but not exact
+    np.testing.assert_allclose(d[1], 1 - (t2 @ target).max(), atol=1e-5)
+    dm = by_mean.distances(target)
+    assert dm[0] > 1.5 and by_mean.nearest(target, 1)[0][0] == 1  # the mean ranks it last
+    assert by_window.scene_distances(d) == {"a": pytest.approx(0.0, abs=1e-6), "b": d[1]}
+    # a track stored without windows competes with its mean; unsorted rows are sorted
+    idx = LibraryIndex.build(*args, windows=[t1, np.zeros((0, dim)), t3])
+    np.testing.assert_allclose(idx.distances(target)[1], dm[1], atol=1e-5)
+    shuffled = LibraryIndex.from_arrays(
+        "m", np.asarray([10, 20, 30]), args[2], args[3], np.stack(means),
+        np.concatenate([t3, t1, t2]), np.repeat([2, 0, 1], [6, 10, 10]),
+    )  # fmt: skip
+    np.testing.assert_allclose(shuffled.distances(target), d, atol=1e-6)
+    assert shuffled.window_starts.tolist() == [0, 10, 20]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 7), min_size=1, max_size=12),
+    dim=st.integers(2, 9),
+    n_queries=st.integers(1, 5),
+    k=st.integers(1, 6),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_best_window_search_matches_brute_force(
+    sizes: list[int], dim: int, n_queries: int, k: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    tracks = [rng.standard_normal((n, dim)) for n in sizes]
+    if rng.random() < 0.5:  # exact duplicates across tracks: ties
+        tracks[-1][0] = tracks[0][0]
+    units = [_unit(t) for t in tracks]
+    index = LibraryIndex.build(
+        "m", list(range(len(sizes))), [str(i) for i in range(len(sizes))],
+        [()] * len(sizes), [t.mean(axis=0) for t in tracks], windows=tracks,
+    )  # fmt: skip
+    assert index.windows.shape == (sum(sizes), dim) and index.windows.flags.c_contiguous
+    queries = rng.standard_normal((n_queries, dim))
+    queries[0] = tracks[0][-1] * 3.0  # one query equal to a stored window (scaled)
+    for q in queries:
+        ref = np.asarray([1.0 - float((u @ _unit(q)).max()) for u in units])  # float64, a loop
+        got = index.distances(q)
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+        hits = index.nearest(q, k)
+        assert len(hits) == min(k, len(sizes))
+        assert [d for _, d in hits] == sorted(d for _, d in hits)
+        np.testing.assert_allclose([d for _, d in hits], np.sort(ref)[:k], atol=1e-5)
+        for row, dist in hits:  # the rows are right up to ties within float32 error
+            assert ref[row] == pytest.approx(dist, abs=1e-5)
+    # a whole file: mean over its windows of each track's best-window cosine
+    per_window = np.stack([[float((u @ _unit(q)).max()) for u in units] for q in queries])
+    for chunk in (1, 3, 1 << 24):
+        got = index.file_distances(queries, chunk_values=chunk * sum(sizes))
+        np.testing.assert_allclose(got, 1.0 - per_window.mean(axis=0), atol=1e-5)
 
 
 def test_index_reloads_when_another_process_writes(
