@@ -219,6 +219,7 @@ class LinkController:
         self._link_offset_s = 0.0
         self._offset_at = -math.inf
         self._expect: tuple[float, float, float] | None = None  # tempo, link time, beat
+        self._suspect = False  # the last poll saw an unconfirmed session change
         self._peer_change_at = -math.inf
         self._last_tempo_commit = -math.inf
         self._last_phase_commit = -math.inf
@@ -278,7 +279,13 @@ class LinkController:
         return (f.anchor.beat_in_bar - 1 + k) % f.beats_per_bar
 
     def _watch_peers(self, link_t: float, beat: float, tempo: float, now: float) -> None:
-        """Flag a session change onbeat did not make; remember the session for the next poll."""
+        """Flag a session change onbeat did not make; remember the session for the next poll.
+
+        An apparent change must show on two polls in a row: the session's time and beat are two
+        separate reads, and a thread switch between them (Python's 5 ms switch interval on a
+        busy machine) looks like a phase jump of several ms that the next poll does not repeat.
+        A peer's tempo change or forced phase persists, so it is confirmed one poll later.
+        """
         exp = self._expect
         if exp is not None:
             e_tempo, e_t, e_beat = exp
@@ -287,6 +294,10 @@ class LinkController:
             if not changed:
                 drift_beats = _wrap(beat - (e_beat + (link_t - e_t) * e_tempo / 60.0), q)
                 changed = abs(drift_beats) * 60e3 / tempo > self.PEER_PHASE_EPS_MS
+            if changed and not self._suspect:
+                self._suspect = True  # keep the expectation; act on nothing until the next poll
+                return
+            self._suspect = False
             if changed:
                 self.peer_changes += 1
                 self._peer_change_at = now
@@ -301,6 +312,7 @@ class LinkController:
         """After onbeat's own commit: the session as it is now is the expected one."""
         link = self.link
         self._expect = (link.tempo, link.time.total_seconds(), link.beat)
+        self._suspect = False
 
     def update(self) -> None:
         """Poll the session and apply the policy once."""
@@ -318,6 +330,8 @@ class LinkController:
         beat = link.beat
         tempo = link.tempo
         self._watch_peers(link_t, beat, tempo, now)
+        if self._suspect:  # maybe a peer's change: never answer it before it is confirmed
+            return
         sure = (
             f.active
             and f.locked

@@ -1,9 +1,10 @@
 """Ableton Link: the policy against a simulated session, and two real aalink peers on loopback.
 
 The two-peer test runs in a child process that first moves into a private network namespace
-(``unshare(CLONE_NEWNET)``), where loopback is the only interface: Link discovers peers by
-multicast on every interface that is up, and this keeps its traffic on the machine. Where no
-namespace can be made (no privilege for it), that test is skipped with the reason.
+(``unshare(CLONE_NEWNET)``, see ``tests/netns.py``), where loopback is the only interface: Link
+discovers peers by multicast on every interface that is up, and this keeps its traffic on the
+machine. Where no namespace can be made (no privilege for it), that test is skipped with the
+reason.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from netns import private_network
 from onbeat.realtime.errors import ConfigError, OnbeatError
 from onbeat.realtime.events import BeatEvent, StreamEndEvent, StreamStartEvent, TempoEvent
 from onbeat.realtime.link_sink import LinkConfig, LinkController, LinkSink, parse_link_options
@@ -75,6 +77,7 @@ class FakeLink:
         self.forced: list[float] = []
         self.requested: list[float] = []
         self.tempo_sets: list[float] = []
+        self.skew_once = 0.0  # added to the next beat read only (a thread switch between reads)
 
     @property
     def time(self) -> timedelta:
@@ -85,7 +88,8 @@ class FakeLink:
 
     @property
     def beat(self) -> float:
-        return self.beat_at(self._clock())
+        skew, self.skew_once = self.skew_once, 0.0
+        return self.beat_at(self._clock()) + skew
 
     @property
     def tempo(self) -> float:
@@ -238,6 +242,17 @@ def test_never_fights_a_peer() -> None:
     assert rig.ctl.peer_changes == 2 and len(rig.link.forced) == forced
 
 
+def test_a_one_poll_read_skew_is_not_a_peer_change() -> None:
+    rig = _Rig(peers=1, yield_s=4.0)
+    rig.run_until(3.0)
+    assert rig.ctl.state == "leading"
+    forced = len(rig.link.forced)
+    rig.link.skew_once = 0.016  # 8 ms at 120 BPM, seen by one poll only
+    rig.run_until(4.0)
+    assert rig.ctl.peer_changes == 0 and rig.ctl.state == "leading"
+    assert len(rig.link.forced) == forced  # nor did onbeat "correct" the phantom jump
+
+
 def test_stream_end_stops_proposing() -> None:
     rig = _Rig()
     rig.run_until(3.0)
@@ -250,35 +265,6 @@ def test_stream_end_stops_proposing() -> None:
 
 
 # ---------------------------------------------------------------------------------- two peers
-_CLONE_NEWNET = 0x40000000
-_CLONE_NEWUSER = 0x10000000
-
-
-def _private_network() -> str | None:
-    """Move this process into a new network namespace with loopback up; None or why not."""
-    import ctypes
-    import fcntl
-    import socket
-    import struct
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    why = ""
-    for flags in (_CLONE_NEWNET, _CLONE_NEWUSER | _CLONE_NEWNET):
-        if libc.unshare(flags) == 0:
-            break
-        why = os.strerror(ctypes.get_errno())
-    else:
-        return f"cannot create a private network namespace (unshare: {why})"
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            ifr = struct.pack("16sH22x", b"lo", 0)
-            flags = struct.unpack("16sH22x", fcntl.ioctl(s, 0x8913, ifr))[1]  # SIOCGIFFLAGS
-            fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", flags | 0x1))  # SIOCSIFFLAGS UP
-    except OSError as exc:
-        return f"cannot bring up loopback in the private network namespace: {exc}"
-    return None
-
-
 def _two_peer_scenario(*, yield_s: float, change_at_s: float, duration_s: float) -> dict[str, Any]:
     """onbeat (click track, paced) and an observer peer; returns what the observer saw."""
     import asyncio
@@ -495,7 +481,7 @@ def test_two_peers_on_loopback_follow_onbeat() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--two-peers":
-        reason = _private_network()
+        reason = private_network()
         if reason is not None:
             print("RESULT " + json.dumps({"skip": reason}), flush=True)
         else:
