@@ -14,17 +14,14 @@ never changes the tagger's own outputs.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from onbeat.models.tagger_np import POOLS, SimilaritySpec
 from torch import nn
 
 __all__ = ["POOLS", "SimilarityHead", "SimilaritySpec", "load_head", "pool_trunk", "save_head"]
-
-#: Ways to pool the trunk map (see :func:`pool_trunk`).
-POOLS = ("global", "freq")
 
 
 def pool_trunk(x: torch.Tensor, pool: str) -> torch.Tensor:
@@ -39,49 +36,6 @@ def pool_trunk(x: torch.Tensor, pool: str) -> torch.Tensor:
         std, mean = torch.std_mean(x, dim=3, correction=0)
         return torch.cat([mean.flatten(1), std.flatten(1)], dim=1)
     raise ValueError(f"unknown pooling {pool!r} (one of {POOLS})")
-
-
-@dataclass(frozen=True, slots=True)
-class SimilaritySpec:
-    """Shape of a similarity head.
-
-    Attributes
-    ----------
-    name : str
-        Weights file stem.
-    in_dim : int
-        Width of the pooled trunk vector (:func:`pool_trunk`).
-    hidden : int
-        Width of the MLP's hidden layer.
-    dim : int
-        Embedding width.
-    trunk_id : str
-        Id (``tags:<hash>``) of the tagger whose trunk the head was trained on.
-    pool : str
-        How the trunk map is pooled (:data:`POOLS`).
-    """
-
-    name: str = "similarity"
-    in_dim: int = 256
-    hidden: int = 256
-    dim: int = 128
-    trunk_id: str = ""
-    pool: str = "global"
-
-    def __post_init__(self) -> None:
-        if min(self.in_dim, self.hidden, self.dim) < 1:
-            raise ValueError("in_dim, hidden and dim must be positive")
-        if self.pool not in POOLS:
-            raise ValueError(f"pool must be one of {POOLS}")
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> SimilaritySpec:
-        """Inverse of :meth:`to_json`."""
-        return cls(**d)
 
 
 class SimilarityHead(nn.Module):

@@ -22,13 +22,11 @@ parameters in :class:`TaggerSpec`, so training and live inference see the same n
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import torch
+from onbeat.models.tagger_np import GENRES, QUADRANTS, TaggerSpec, mood_from_quadrants
 from torch import nn
 
 __all__ = [
@@ -40,125 +38,6 @@ __all__ = [
     "mood_from_quadrants",
     "save_tagger",
 ]
-
-#: The coarse genre set (display names; OSC addresses are made from them).
-GENRES: tuple[str, ...] = (
-    "rock/metal",
-    "pop",
-    "electronic/dance",
-    "hip-hop/r&b",
-    "jazz/blues",
-    "classical",
-    "folk/country",
-    "latin/reggae",
-    "ambient/new age",
-)
-#: Russell quadrants: Q1 +valence +arousal, Q2 -valence +arousal, Q3 -/-, Q4 +valence -arousal.
-QUADRANTS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
-
-
-@dataclass(frozen=True, slots=True)
-class TaggerSpec:
-    """Input and shape of a tagging CNN.
-
-    Attributes
-    ----------
-    name : str
-        Weights file stem.
-    sample_rate_hz : int
-        Rate of the audio the log-mel is computed at.
-    n_fft, hop_size : int
-        Mel frame size and hop (samples).
-    n_mels : int
-        Mel bands.
-    fmax_hz : float
-        Upper edge of the mel filterbank.
-    log_mul : float
-        Compression ``log10(1 + log_mul * mel)``.
-    window_s : float
-        Audio per window.
-    channels : tuple of int
-        Output channels of the conv blocks.
-    hidden : int
-        Width of the hidden (embedding) layer.
-    genres, quadrants : tuple of str
-        Head labels.
-    dropout : float
-        Dropout before the heads (training only).
-    """
-
-    name: str = "tags"
-    sample_rate_hz: int = 44100
-    n_fft: int = 2048
-    hop_size: int = 882
-    n_mels: int = 96
-    fmax_hz: float = 11025.0
-    log_mul: float = 1000.0
-    window_s: float = 3.0
-    channels: tuple[int, ...] = (16, 32, 64, 96, 128)
-    hidden: int = 128
-    genres: tuple[str, ...] = GENRES
-    quadrants: tuple[str, ...] = QUADRANTS
-    dropout: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.sample_rate_hz <= 0 or self.hop_size <= 0 or self.n_fft < 64:
-            raise ValueError("sample_rate_hz and hop_size must be positive and n_fft >= 64")
-        if not 0 < self.fmax_hz <= self.sample_rate_hz / 2:
-            raise ValueError("fmax_hz must be in (0, sample_rate_hz / 2]")
-        if self.window_samples < self.n_fft:
-            raise ValueError("window_s is shorter than one FFT frame")
-        if len(self.channels) < 1 or min(self.channels) < 1 or self.hidden < 1:
-            raise ValueError("channels and hidden must be positive")
-        if len(self.quadrants) != 4:
-            raise ValueError("quadrants must name Russell's four quadrants")
-
-    @property
-    def window_samples(self) -> int:
-        """Audio samples per window."""
-        return round(self.window_s * self.sample_rate_hz)
-
-    @property
-    def frames(self) -> int:
-        """Mel frames per window (frames start at sample 0, no padding)."""
-        return 1 + (self.window_samples - self.n_fft) // self.hop_size
-
-    def filterbank(self) -> Any:
-        """The mel filterbank of this input (build once, pass to :meth:`log_mel`)."""
-        from onbeat.realtime.filterbanks import mel_filterbank
-
-        return mel_filterbank(
-            n_fft=self.n_fft,
-            sample_rate_hz=self.sample_rate_hz,
-            n_mels=self.n_mels,
-            fmax_hz=self.fmax_hz,
-        )
-
-    def log_mel(self, audio: npt.NDArray[np.float32], filterbank: Any) -> npt.NDArray[np.float32]:
-        """The network's input for mono ``audio`` at :attr:`sample_rate_hz` (the engine's numba
-        log-mel), shape ``(frames, n_mels)``."""
-        from onbeat.realtime.features import log_mel
-
-        return log_mel(
-            audio,
-            sample_rate_hz=self.sample_rate_hz,
-            n_fft=self.n_fft,
-            hop_size=self.hop_size,
-            n_mels=self.n_mels,
-            fmax_hz=self.fmax_hz,
-            log_mul=self.log_mul,
-            filterbank=filterbank,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TaggerSpec:
-        """Inverse of :meth:`to_json` (lists become tuples)."""
-        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kw)
 
 
 class TagCNN(nn.Module):
@@ -231,12 +110,6 @@ class TagCNN(nn.Module):
             "embedding": h,
             "trunk_map": trunk_map,
         }
-
-
-def mood_from_quadrants(p: npt.ArrayLike) -> tuple[float, float]:
-    """Valence and arousal in [-1, 1] as expectations over quadrant probabilities Q1..Q4."""
-    q = np.asarray(p, dtype=np.float64)
-    return float(q[0] + q[3] - q[1] - q[2]), float(q[0] + q[1] - q[2] - q[3])
 
 
 def save_tagger(net: TagCNN, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:

@@ -131,8 +131,8 @@ class Engine:
             tagger.close()
             tagger.inline = inline_tags
             if not tagger.ready:
-                # Before any audio: importing torch in the worker while the stream runs holds
-                # the GIL for seconds on a cold start and would delay the analysis thread.
+                # Before any audio: loading the weights and compiling the numba log-mel in the
+                # worker while the stream runs would hold the GIL and delay the analysis thread.
                 tagger.prepare()
             tagger.reset()
             tagger.start()

@@ -15,8 +15,8 @@ Embedding
     :attr:`~onbeat.realtime.events.TagsEvent.embedding`: the file is decoded, mixed to mono,
     resampled to the tagger's rate, cut into ``window_s`` windows every :data:`WINDOW_HOP_S`
     (the live grid), and each window goes through :meth:`TaggerSpec.log_mel` and
-    :meth:`TagCNN.embed` (torch, one thread, ``inference_mode``, batched). When a similarity
-    head trained on this tagger's trunk ships (``similarity.safetensors``,
+    :meth:`TagCNN.embed` (in NumPy, :mod:`onbeat.models.tagger_np`, no torch; batched). When a
+    similarity head trained on this tagger's trunk ships (``similarity.safetensors``,
     :func:`similarity_head`), the embedding is the head's output on the same trunk pass instead
     (trained for same-track retrieval under microphone degradation; ``onbeat eval similarity``).
     Windows below the tagger's gate are skipped, like live. The model's id (weights name and a
@@ -175,12 +175,12 @@ def similarity_head(
 
     Returns
     -------
-    head : SimilarityHead or None
-        In eval mode.
+    head : NumpySimilarityHead or None
+        The head for NumPy inference (:mod:`onbeat.models.tagger_np`).
     model_id : str
     """
     from onbeat.models.registry import weights_path
-    from onbeat.models.similarity import load_head
+    from onbeat.models.tagger_np import load_head_np
 
     tagger = Path(tagger_path)
     trunk_id = weights_id(tagger)
@@ -190,7 +190,7 @@ def similarity_head(
         p = weights_path("similarity")
     if not p.exists() or not p.with_suffix(".json").exists():
         return None, trunk_id
-    head, _ = load_head(p)
+    head, _ = load_head_np(p)
     if head.spec.trunk_id != trunk_id:
         level = logging.WARNING if p == beside else logging.DEBUG
         log.log(
@@ -333,16 +333,13 @@ class Embedder:
         gate_dbfs: float = -50.0,
         batch: int = 32,
     ) -> None:
-        import torch
         from onbeat.models.registry import weights_path
-        from onbeat.models.tagger import load_tagger
+        from onbeat.models.tagger_np import load_tagger_np
 
         path = Path(weights) if weights is not None else weights_path("tags")
         if not path.exists():
             raise OnbeatError(f"no tagging model at {path}: the library embeds with the tags model")
-        torch.set_num_threads(1)
-        self._torch = torch
-        self.net, _ = load_tagger(path)
+        self.net, _ = load_tagger_np(path)
         self.spec = self.net.spec
         self.head, self.model_id = similarity_head(path, head)
         self.dim = int(self.head.spec.dim if self.head is not None else self.spec.hidden)
@@ -405,17 +402,15 @@ class Embedder:
 
     def embed_windows(self, windows: Sequence[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
         """L2-normalised embeddings of mono windows at the tagger's rate, shape ``(n, dim)``."""
-        torch = self._torch
         out = np.zeros((len(windows), self.dim), np.float32)
         for i in range(0, len(windows), self.batch):
             mel = np.stack([self.spec.log_mel(w, self._fb) for w in windows[i : i + self.batch]])
-            with torch.inference_mode():
-                if self.head is not None:
-                    h = self.head.from_trunk(self.net.trunk_map(torch.from_numpy(mel)))
-                else:
-                    h = self.net.embed(torch.from_numpy(mel))
-                    h = h / h.norm(dim=1, keepdim=True).clamp_min(1e-9)
-            out[i : i + h.shape[0]] = h.numpy()
+            if self.head is not None:
+                h = self.head.from_trunk(self.net.trunk_map(mel))
+            else:
+                h = self.net.embed(mel)
+                h = h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-9)
+            out[i : i + h.shape[0]] = h
         return out
 
     def embed_file(self, path: str | os.PathLike[str]) -> FileEmbedding:

@@ -89,7 +89,7 @@ class Stage(Protocol):
     spec: StageSpec
 
     def prepare(self, ctx: StreamContext) -> None:
-        """Allocate everything and warm up numba/torch; may refuse the context."""
+        """Allocate everything and warm up numba; may refuse the context."""
 
     def process(self, frame: Any, sample_index: int) -> Sequence[Event]:
         """Handle one frame ending at ``sample_index``; return events or ``EMPTY``."""

@@ -6,8 +6,8 @@ How it runs
     :class:`~onbeat.realtime.ringbuffer.RingBuffer` (441 samples; the audio callback does nothing
     extra) and, once per ``tags.hop_s`` of stream time, wakes the worker thread with the
     window's end position. The worker copies the window out of that ring, computes the engine's
-    numba log-mel and runs the CNN with torch on one thread in ``inference_mode``, then leaves
-    the finished :class:`~onbeat.realtime.events.TagsEvent` in a one-slot mailbox that the
+    numba log-mel and runs the CNN in NumPy (:mod:`onbeat.models.tagger_np`, no torch), then
+    leaves the finished :class:`~onbeat.realtime.events.TagsEvent` in a one-slot mailbox that the
     analysis thread publishes at its next frame (so the bus keeps a single producer).
 
     If the worker is still busy when the next window is due, that window is dropped and counted
@@ -140,7 +140,6 @@ class Tagger:
         self._window = np.zeros(self.window_n, np.float32)
         self._net: Any = None
         self._head: Any = None  # the similarity head, when one matches the tagger's trunk
-        self._torch: Any = None
         self._fb: Any = None
         self._spec: Any = None
         self.state: TagsState | None = None
@@ -161,17 +160,19 @@ class Tagger:
 
     # ------------------------------------------------------------------ lifecycle
     def prepare(self) -> None:
-        """Load the model (torch on one thread), build the mel filterbank and warm both up."""
-        import torch
+        """Load the model (NumPy weights, no torch), build the mel filterbank and warm both up."""
         from onbeat.models.registry import WEIGHTS_DIR, weights_path
-        from onbeat.models.tagger import load_tagger
+        from onbeat.models.tagger_np import load_tagger_np
 
-        torch.set_num_threads(1)
         path = self.weights or weights_path("tags")
         if not path.exists():
             raise FileNotFoundError(f"no tagging model at {path} (shipped: {WEIGHTS_DIR})")
-        self._torch = torch
-        self._net, _ = load_tagger(path)
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread, process-wide: the CNN's matmuls must not spread over the cores that
+        # the analysis thread and the audio driver need (OpenBLAS would use every core).
+        threadpool_limits(limits=1, user_api="blas")
+        self._net, _ = load_tagger_np(path)
         from onbeat.realtime.library import similarity_head
 
         self._head, model_id = similarity_head(path)
@@ -184,7 +185,7 @@ class Tagger:
         self._fb = spec.filterbank()
         a = 1.0 - math.exp(-self.config.hop_s / self.config.ema_s) if self.config.ema_s else 1.0
         self.state = TagsState(spec.genres, spec.quadrants, a, self.config.hysteresis)
-        self._infer(np.zeros(self.window_n, np.float32))  # warm-up: numba mel and torch
+        self._infer(np.zeros(self.window_n, np.float32))  # warm-up: numba mel and the CNN
         if self.matcher is not None:
             self.matcher.prepare(model_id)
         self._ready = True
@@ -310,7 +311,7 @@ class Tagger:
         top_g, top_q = st.update(genre, quadrant, voice)
         assert st.genre is not None
         self.windows += 1
-        from onbeat.models.tagger import mood_from_quadrants
+        from onbeat.models.tagger_np import mood_from_quadrants
 
         valence, arousal = mood_from_quadrants(st.quadrant)
         order = np.argsort(-st.genre)
@@ -338,17 +339,17 @@ class Tagger:
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float, npt.NDArray[np.float32]]:
         """Raw genre and quadrant probabilities, voice probability and normalised embedding."""
         mel = self._spec.log_mel(x, self._fb)
-        torch = self._torch
-        with torch.inference_mode():
-            out = self._net(torch.from_numpy(mel)[None])
-            genre = torch.softmax(out["genre"][0], 0).numpy()
-            quadrant = torch.softmax(out["quadrant"][0], 0).numpy()
-            voice = float(torch.sigmoid(out["voice"][0]))
-            if self._head is not None:  # the similarity head reads the same trunk pass
-                emb = self._head.from_trunk(out["trunk_map"])[0].numpy()
-            else:
-                emb = out["embedding"][0]
-                emb = (emb / emb.norm().clamp_min(1e-9)).numpy()
+        from onbeat.models.tagger_np import sigmoid, softmax
+
+        out = self._net(mel[None])
+        genre = softmax(out["genre"][0])
+        quadrant = softmax(out["quadrant"][0])
+        voice = float(sigmoid(out["voice"][0]))
+        if self._head is not None:  # the similarity head reads the same trunk pass
+            emb = self._head.from_trunk(out["trunk_map"])[0]
+        else:
+            emb = out["embedding"][0]
+            emb = emb / max(float(np.linalg.norm(emb)), 1e-9)
         return genre, quadrant, voice, emb
 
 
