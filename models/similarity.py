@@ -74,16 +74,9 @@ def save_head(
     """Write ``NAME.safetensors`` (state dict, float16 to keep the file small) and ``NAME.json``
     (spec + model card data). Loading casts back to float32, so a saved head computes exactly
     what :func:`load_head` gives, not what the float32 ``head`` computed."""
-    from safetensors.torch import save_file
+    from onbeat.models.tagger import save_module
 
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{head.spec.name}.safetensors"
-    state = {k: v.detach().cpu().half().contiguous() for k, v in head.state_dict().items()}
-    save_file(state, str(path))
-    meta = {"spec": head.spec.to_json(), **(extra or {})}
-    (d / f"{head.spec.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return path
+    return save_module(head, head.spec, directory, extra, half=True)
 
 
 def load_head(path: str | Path) -> tuple[SimilarityHead, dict[str, Any]]:

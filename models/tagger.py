@@ -112,18 +112,34 @@ class TagCNN(nn.Module):
         }
 
 
-def save_tagger(net: TagCNN, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``NAME.safetensors`` (state dict) and ``NAME.json`` (spec + model card data)."""
+def save_module(
+    net: nn.Module,
+    spec: Any,
+    directory: str | Path,
+    extra: dict[str, Any] | None = None,
+    *,
+    half: bool = False,
+) -> Path:
+    """Write ``NAME.safetensors`` (state dict; float16 with ``half``) and ``NAME.json`` (spec +
+    model card data) for a module whose ``spec`` has ``name`` and ``to_json()``."""
     from safetensors.torch import save_file
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{net.spec.name}.safetensors"
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    path = d / f"{spec.name}.safetensors"
+    state = {
+        k: (v.detach().cpu().half() if half else v.detach().cpu()).contiguous()
+        for k, v in net.state_dict().items()
+    }
     save_file(state, str(path))
-    meta = {"spec": net.spec.to_json(), **(extra or {})}
-    (d / f"{net.spec.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    meta = {"spec": spec.to_json(), **(extra or {})}
+    (d / f"{spec.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
+
+
+def save_tagger(net: TagCNN, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``NAME.safetensors`` (state dict) and ``NAME.json`` (spec + model card data)."""
+    return save_module(net, net.spec, directory, extra)
 
 
 def load_tagger(path: str | Path) -> tuple[TagCNN, dict[str, Any]]:
