@@ -52,15 +52,9 @@ def add_library_parser(sub: Any) -> None:
         metavar="PATH",
         help="library database (default: library.db_path, else the user data folder)",
     )
-    common.add_argument("--config", metavar="FILE.toml", help="TOML configuration file")
-    common.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value (repeatable)",
-    )
+    from onbeat.realtime.cli import add_config_arguments
+
+    add_config_arguments(common)
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
 
     p = sub.add_parser(
