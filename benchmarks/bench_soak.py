@@ -66,9 +66,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -79,6 +77,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from onbeat.realtime.jack_server import DummyJackServer, JackUnavailable
 from onbeat.realtime.midi_clock import jack_running
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -397,30 +396,12 @@ class Monitor(threading.Thread):
         self.cpu.update(_thread_cpu_s())
 
 
-def _start_jack() -> subprocess.Popen[str] | None:
-    """A private JACK server (dummy driver) that this process's JACK clients use."""
-    jackd = shutil.which("jackd")
-    if jackd is None:
+def _start_jack(realtime: str) -> DummyJackServer | None:
+    """A private JACK server (dummy driver) that this process's JACK clients use, or None."""
+    try:
+        return DummyJackServer(f"onbeat-soak-{os.getpid()}", realtime=realtime).start()
+    except JackUnavailable:
         return None
-    name = f"onbeat-soak-{os.getpid()}"
-    os.environ["JACK_DEFAULT_SERVER"] = name  # inherited by the receiver process
-    proc = subprocess.Popen(
-        [jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
-        env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 10.0
-    while not jack_running():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait(5)
-            del os.environ["JACK_DEFAULT_SERVER"]
-            return None
-        time.sleep(0.1)
-    return proc
 
 
 class LinkUnavailable(RuntimeError):
@@ -428,7 +409,12 @@ class LinkUnavailable(RuntimeError):
 
 
 def soak(
-    minutes: float, *, midi: str = "auto", warm_s: float = 60.0, link: str = "auto"
+    minutes: float,
+    *,
+    midi: str = "auto",
+    warm_s: float = 60.0,
+    link: str = "auto",
+    jack_realtime: str = "auto",
 ) -> dict[str, Any]:
     """Run the soak; returns the measurements (see the module docstring).
 
@@ -444,6 +430,11 @@ def soak(
         Ableton Link with an observer peer, in a private network namespace that the whole run
         enters (the calling thread returns to its own afterwards where it can): ``auto`` when
         aalink imports and the namespace can be made, ``on`` or :class:`LinkUnavailable`.
+    jack_realtime : {"auto", "on", "off"}
+        Scheduling of the private JACK server of ``midi="jack"`` and of its clients' process
+        threads: realtime when allowed (``auto``), as on a user's machine. With ``off`` any CPU
+        load makes JACK cycles late, and MIDI messages in a late cycle are lost (see
+        ``onbeat.realtime.jack_server``); the report counts those cycles either way.
 
     Returns
     -------
@@ -459,7 +450,7 @@ def soak(
     if link not in ("auto", "on", "off"):
         raise ValueError(f"link={link!r}: auto, on or off")
     if link == "off":
-        return _soak(minutes, midi=midi, warm_s=warm_s, link_why="--link off")
+        return _soak(minutes, midi=midi, warm_s=warm_s, link_why="--link off", rt=jack_realtime)
     try:
         import aalink  # noqa: F401  (GPL, optional)
 
@@ -469,10 +460,10 @@ def soak(
     if why is None:
         with netns.scope() as why:
             if why is None:
-                return _soak(minutes, midi=midi, warm_s=warm_s, link_why=None)
+                return _soak(minutes, midi=midi, warm_s=warm_s, link_why=None, rt=jack_realtime)
     if link == "on":
         raise LinkUnavailable(f"--link on: {why}")
-    return _soak(minutes, midi=midi, warm_s=warm_s, link_why=why)
+    return _soak(minutes, midi=midi, warm_s=warm_s, link_why=why, rt=jack_realtime)
 
 
 def _recv(conn: Any, proc: Any, timeout_s: float) -> Any:
@@ -503,7 +494,9 @@ def _record_states(controller: Any) -> list[tuple[float, str]]:
     return states
 
 
-def _soak(minutes: float, *, midi: str, warm_s: float, link_why: str | None) -> dict[str, Any]:
+def _soak(
+    minutes: float, *, midi: str, warm_s: float, link_why: str | None, rt: str
+) -> dict[str, Any]:
     """The run itself; Link with an observer when ``link_why`` is None (see :func:`soak`)."""
     from onbeat.realtime.config import OnbeatConfig, apply_overrides
     from onbeat.realtime.engine import Engine
@@ -513,7 +506,7 @@ def _soak(minutes: float, *, midi: str, warm_s: float, link_why: str | None) -> 
     from onbeat.realtime.websocket_sink import WebSocketConfig, WebSocketSink
 
     os.environ["JACK_NO_START_SERVER"] = "1"
-    jack = _start_jack() if midi == "jack" else None
+    jack = _start_jack(rt) if midi == "jack" else None
     use_midi = midi != "off" and jack_running()
 
     ctx = mp.get_context("spawn")
@@ -590,14 +583,10 @@ def _soak(minutes: float, *, midi: str, warm_s: float, link_why: str | None) -> 
         rx.join(10.0)
         if rx.is_alive():
             rx.kill()
+        jack_info = None
         if jack is not None:
-            jack.send_signal(signal.SIGTERM)
-            try:
-                jack.wait(5)
-            except subprocess.TimeoutExpired:
-                jack.kill()
-                jack.wait(5)
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
+            jack_info = {"realtime": jack.realtime, "late_cycles": dict(jack.xruns())}
+            jack.close()
 
     # the JSON Lines file, in the same terms as the bus
     file_digest = hashlib.blake2b()
@@ -687,6 +676,7 @@ def _soak(minutes: float, *, midi: str, warm_s: float, link_why: str | None) -> 
         "cpu_process_per_s": cpu_process / audio_s,
         "osc_messages_per_s": osc_sent_total / summary.wall_s,
         "midi": "jack" if midi_sink is not None else "not available",
+        "jack": jack_info,
         "link": (
             {"ran": False, "why": link_why}
             if link_sink is None
@@ -839,6 +829,13 @@ def report(r: dict[str, Any], markdown: bool) -> str:
         ["CPU per s of audio: whole process", f"{r['cpu_process_per_s']:.4f} s", ""],
         ["OSC messages per s (3 targets, phase at 100 Hz)", f"{r['osc_messages_per_s']:.0f}", ""],
     ]  # fmt: skip
+    if r.get("jack"):
+        late = r["jack"]["late_cycles"]
+        body2.append(
+            ["private JACK server: scheduling; late cycles (xruns) per client",
+             ("realtime" if r["jack"]["realtime"] else "non-realtime") + "; "
+             + (", ".join(f"{k} {v}" for k, v in sorted(late.items())) or "none"), ""]
+        )  # fmt: skip
     for k, v in r["cpu_sink_threads"].items():
         body2.append([f"  thread {k}", f"{v:.4f} s per s", ""])
     body3 = _link_rows(r["link"], r["audio_s"])
@@ -913,6 +910,9 @@ def main() -> None:
     ap.add_argument("--link", choices=("auto", "on", "off"), default="auto",
                     help="Ableton Link with an observer peer in a private network namespace: "
                     "auto (when aalink and the namespace are available), on (or fail), off")  # fmt: skip
+    ap.add_argument("--jack-realtime", choices=("auto", "on", "off"), default="auto",
+                    help="scheduling of the private JACK server (--midi jack): realtime when "
+                    "allowed (auto), on, off")  # fmt: skip
     ap.add_argument("--warm-s", type=float, default=60.0, help="RSS baseline after this long")
     ap.add_argument("--json", type=Path, help="also write the measurements here")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
@@ -923,6 +923,7 @@ def main() -> None:
             midi=args.midi,
             warm_s=min(args.warm_s, args.minutes * 60.0 / 2),
             link=args.link,
+            jack_realtime=args.jack_realtime,
         )
     except LinkUnavailable as exc:
         sys.exit(f"bench_soak: {exc}")
