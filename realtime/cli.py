@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tags: replay each file through the engine, score its last smoothed event and "
         "report label stability",
     )
+    p.add_argument(
+        "--transitions",
+        action="store_true",
+        help="tags, with --live: also replay consecutive pairs of files as one stream and "
+        "report how soon the labels settle after the song change",
+    )
     _common(p)
 
     from onbeat.gui.app import add_arguments as add_gui_arguments
@@ -156,6 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="beats: loss weight of half-beat frames and of beats that are not downbeats",
+    )
+    p.add_argument(
+        "--renders",
+        type=int,
+        default=0,
+        help="similarity: add this many rendered MIDI tracks (train split) to the training tracks",
+    )
+    p.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        help="tags: mixup Beta(a, a) parameter for crops and targets (0: off)",
     )
     p.add_argument("-v", "--verbose", action="count", default=1)
 
@@ -424,6 +442,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             json_path=Path(args.json) if args.json else None,
             plot_path=Path(args.plot or "eval_tags.png"),
             live=args.live,
+            transitions=args.transitions,
         )
     if args.task == "similarity":
         from onbeat.training.eval_similarity import main_eval_similarity
@@ -484,6 +503,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             cv_steps=args.cv_steps,
             folds=args.folds,
             offbeat_weight=args.offbeat_weight,
+            mixup=args.mixup,
+            renders=args.renders,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

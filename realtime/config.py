@@ -254,15 +254,27 @@ class TagsConfig:
         The displayed top genre / quadrant changes only when another leads it by this much.
     gate_dbfs : float
         Windows whose RMS level is below this are room noise: no tags (the last state holds).
+    novelty : float
+        A window whose embedding lies further than this cosine distance from the running mean
+        starts a new running mean (a song change without a gap); 0 turns it off.
+    dwell_s : float
+        A label that leads the smoothed probabilities for this long replaces the displayed one
+        even without the hysteresis lead; 0 turns it off.
+    restart_on_silence : bool
+        After a gated window, the next window starts a new running mean (a new song): its
+        labels settle as fast as at the start of the stream.
     """
 
     section: ClassVar[str] = "tags"
     enabled: str = "auto"
     hop_s: float = 1.5
     window_s: float = 3.0
-    ema_s: float = 4.0
-    hysteresis: float = 0.1
+    ema_s: float = 12.0
+    hysteresis: float = 0.25
     gate_dbfs: float = -50.0
+    novelty: float = 0.5
+    dwell_s: float = 30.0
+    restart_on_silence: bool = True
 
     def __post_init__(self) -> None:
         s = self.section
@@ -273,6 +285,8 @@ class TagsConfig:
         _check_range(s, "ema_s", self.ema_s, 0.0, 600.0)
         _check_range(s, "hysteresis", self.hysteresis, 0.0, 1.0)
         _check_range(s, "gate_dbfs", self.gate_dbfs, -140.0, 0.0)
+        _check_range(s, "novelty", self.novelty, 0.0, 2.0)
+        _check_range(s, "dwell_s", self.dwell_s, 0.0, 600.0)
 
 
 @dataclass(frozen=True, slots=True)

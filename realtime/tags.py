@@ -66,42 +66,95 @@ class TagsState:
     genres, quadrants : sequence of str
         Label names, in the model's order.
     alpha : float
-        EMA weight of a new window (1 = no smoothing).
+        Steady-state EMA weight of a new window (1 = no smoothing).
     hysteresis : float
         Lead another label needs over the displayed one to replace it.
+    novelty : float
+        Cosine distance between a window's embedding and the running mean of the embeddings
+        above which the window starts a new running mean (a song change without a gap); 0
+        turns this off.
+    dwell : int
+        A label that has led the smoothed probabilities for this many windows in a row replaces
+        the displayed one even without the ``hysteresis`` lead (flat distributions could
+        otherwise hold a stale label for ever); 0 turns this off.
+
+    Notes
+    -----
+    The n-th window since the start (or since :meth:`restart`) weighs ``max(alpha, 1/n)``: a
+    plain running mean until its weight falls to ``alpha``, then the EMA. A song's first windows
+    therefore count equally (the first one alone no longer decides the early labels), which
+    settles the labels sooner without making the steady state any less smooth.
     """
 
     def __init__(
-        self, genres: tuple[str, ...], quadrants: tuple[str, ...], alpha: float, hysteresis: float
+        self,
+        genres: tuple[str, ...],
+        quadrants: tuple[str, ...],
+        alpha: float,
+        hysteresis: float,
+        novelty: float = 0.0,
+        dwell: int = 0,
     ) -> None:
         self.genres, self.quadrants = genres, quadrants
-        self.alpha, self.hysteresis = alpha, hysteresis
+        self.alpha, self.hysteresis, self.novelty = alpha, hysteresis, novelty
+        self.dwell = dwell
+        self._lead = {"genre": (-1, 0), "quadrant": (-1, 0)}  # challenger, windows on top
+        self.embedding: npt.NDArray[np.float64] | None = None
+        self.restarts = 0
         self.genre: npt.NDArray[np.float64] | None = None
         self.quadrant = np.zeros(len(quadrants))
         self.voice = 0.0
         self.top_genre = -1
         self.top_quadrant = -1
+        self.n = 0
+
+    def restart(self) -> None:
+        """Let the next window start a new running mean (a new song after a silence); the
+        displayed labels hold until the new mean replaces them through the hysteresis."""
+        self.n = 0
 
     def update(
-        self, genre: npt.ArrayLike, quadrant: npt.ArrayLike, voice: float
+        self,
+        genre: npt.ArrayLike,
+        quadrant: npt.ArrayLike,
+        voice: float,
+        embedding: npt.ArrayLike | None = None,
     ) -> tuple[int, int]:
-        """Fold in one window's probabilities; return the displayed top genre and quadrant."""
+        """Fold in one window's probabilities (and embedding, for the novelty restart); return
+        the displayed top genre and quadrant."""
         g = np.asarray(genre, np.float64)
         q = np.asarray(quadrant, np.float64)
-        if self.genre is None:
+        e = None if embedding is None else np.asarray(embedding, np.float64)
+        if self.novelty > 0 and e is not None and self.embedding is not None and self.n > 0:
+            norm = float(np.linalg.norm(self.embedding) * np.linalg.norm(e))
+            if norm > 0 and 1.0 - float(self.embedding @ e) / norm > self.novelty:
+                self.n = 0
+                self.restarts += 1
+        self.n += 1
+        if e is not None:
+            if self.embedding is None or self.n == 1:
+                self.embedding = e.copy()
+            else:
+                self.embedding += max(self.alpha, 1.0 / self.n) * (e - self.embedding)
+        if self.genre is None or self.n == 1:
             self.genre, self.quadrant, self.voice = g.copy(), q.copy(), float(voice)
         else:
-            a = self.alpha
+            a = max(self.alpha, 1.0 / self.n)
             self.genre += a * (g - self.genre)
             self.quadrant += a * (q - self.quadrant)
             self.voice += a * (float(voice) - self.voice)
-        self.top_genre = self._hold(self.genre, self.top_genre)
-        self.top_quadrant = self._hold(self.quadrant, self.top_quadrant)
+        self.top_genre = self._hold("genre", self.genre, self.top_genre)
+        self.top_quadrant = self._hold("quadrant", self.quadrant, self.top_quadrant)
         return self.top_genre, self.top_quadrant
 
-    def _hold(self, p: npt.NDArray[np.float64], current: int) -> int:
+    def _hold(self, key: str, p: npt.NDArray[np.float64], current: int) -> int:
         best = int(np.argmax(p))
+        challenger, run = self._lead[key]
+        run = run + 1 if best == challenger else 1
+        self._lead[key] = (best, run)
         if current < 0 or p[best] > p[current] + self.hysteresis:
+            return best
+        if self.dwell and best != current and run >= self.dwell:
             return best
         return current
 
@@ -184,7 +237,10 @@ class Tagger:
             )
         self._fb = spec.filterbank()
         a = 1.0 - math.exp(-self.config.hop_s / self.config.ema_s) if self.config.ema_s else 1.0
-        self.state = TagsState(spec.genres, spec.quadrants, a, self.config.hysteresis)
+        dwell = math.ceil(self.config.dwell_s / self.config.hop_s - 1e-9)
+        self.state = TagsState(
+            spec.genres, spec.quadrants, a, self.config.hysteresis, self.config.novelty, dwell
+        )
         self._infer(np.zeros(self.window_n, np.float32))  # warm-up: numba mel and the CNN
         if self.matcher is not None:
             self.matcher.prepare(model_id)
@@ -198,7 +254,7 @@ class Tagger:
         self.dropped = self.windows = self.gated = self._late = 0
         if self.state is not None:
             s = self.state
-            self.state = TagsState(s.genres, s.quadrants, s.alpha, s.hysteresis)
+            self.state = TagsState(s.genres, s.quadrants, s.alpha, s.hysteresis, s.novelty, s.dwell)
         if self.matcher is not None:
             self.matcher.reset()
 
@@ -302,13 +358,15 @@ class Tagger:
         x = self._window
         rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
         dbfs = 20.0 * math.log10(max(rms, 1e-7))
-        if dbfs < self.config.gate_dbfs:
-            self.gated += 1
-            return None
-        genre, quadrant, voice, emb = self._infer(x)
         assert self.state is not None
         st = self.state
-        top_g, top_q = st.update(genre, quadrant, voice)
+        if dbfs < self.config.gate_dbfs:
+            self.gated += 1
+            if self.config.restart_on_silence:
+                st.restart()
+            return None
+        genre, quadrant, voice, emb = self._infer(x)
+        top_g, top_q = st.update(genre, quadrant, voice, emb)
         assert st.genre is not None
         self.windows += 1
         from onbeat.models.tagger_np import mood_from_quadrants

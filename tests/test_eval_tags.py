@@ -22,6 +22,7 @@ from onbeat.training.eval_tags import (
     MAX_SETTLE_S,
     SongLabels,
     _WindowTagger,
+    label_switch_s,
     read_labels,
     tag_stability,
 )
@@ -188,6 +189,25 @@ def test_tag_stability_counts_changes_and_settling() -> None:
     assert not s.meets_targets
 
 
+def test_label_switch_counts_from_the_song_change() -> None:
+    times = np.arange(3.0, 60.01, 1.5)
+    # song A (pop/Q1) to 30 s, song B (rock/Q2) after it; the labels follow B at 34.5 s
+    labels = [("pop", "Q1") if t < 34.5 else ("rock", "Q2") for t in times]
+    ev = [_ev(t, g, q) for t, (g, q) in zip(times, labels, strict=True)]
+    assert label_switch_s(ev, 30.0) == pytest.approx(4.5)
+    # a flip back and forth after the change: settled only from the last change
+    flap = [("rock", "Q2") if t < 40.5 or t >= 43.5 else ("pop", "Q2") for t in times]
+    ev = [
+        _ev(t, g, q) if t >= 34.5 else _ev(t, "pop", "Q1")
+        for t, (g, q) in zip(times, flap, strict=True)
+    ]
+    assert label_switch_s(ev, 30.0) == pytest.approx(13.5)
+    # already showing the final labels: 0; nothing after the change: NaN
+    same = [_ev(t, "pop", "Q1") for t in times]
+    assert label_switch_s(same, 30.0) == 0.0
+    assert np.isnan(label_switch_s(same, 100.0))
+
+
 def _engine_tags(audio: np.ndarray, **overrides: object) -> list[TagsEvent]:
     over = {"tags.enabled": "on", "output.console": False, "beats.source": "dsp"}
     over.update({f"tags.{k}": v for k, v in overrides.items()})
@@ -259,7 +279,7 @@ def test_eval_tags_live_reports_stability(
     sf.write(d / "calm.wav", _tone(6.0, 220.0, 1), SR)
     (d / "labels.csv").write_text("song,quadrant,genres\nband,Q1,\ncalm,,\n")
     out = tmp_path / "live.json"
-    rc = main(["eval", "tags", str(d), "--live", "--json", str(out), "--plot",
+    rc = main(["eval", "tags", str(d), "--live", "--transitions", "--json", str(out), "--plot",
                str(tmp_path / "p.png"), "--teacher", str(tmp_path / "none")])  # fmt: skip
     captured = capsys.readouterr()
     assert rc == 0, captured.err
@@ -274,3 +294,10 @@ def test_eval_tags_live_reports_stability(
     assert band["displayed"][1] in ("Q1", "Q2", "Q3", "Q4")
     assert 0.0 <= data["mean"]["stable_share"] <= 1.0
     assert data["mean"]["quadrant_clips"] == 1
+    # band.wav then calm.wav as one stream: one song change, its settling time reported
+    assert data["mean"]["transitions"] == 1
+    assert 0.0 <= data["mean"]["switch_s"] <= 6.0 + 1e-9
+    assert data["mean"]["switch_share"] in (0.0, 1.0)
+    rc = main(["eval", "tags", str(d), "--transitions", "--plot", str(tmp_path / "q.png")])
+    assert rc == 2
+    assert "--transitions needs --live" in capsys.readouterr().err

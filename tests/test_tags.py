@@ -140,6 +140,50 @@ def test_hysteresis_holds_top_label_until_clear_lead() -> None:
     assert s.update([0.55, 0.45], q, 0.5)[0] == 1
 
 
+def test_first_windows_are_a_running_mean_then_the_ema() -> None:
+    s = TagsState(("a", "b"), ("Q1", "Q2", "Q3", "Q4"), alpha=0.25, hysteresis=0.0)
+    q = [0.25] * 4
+    xs = [1.0, 0.0, 0.5, 0.2, 0.9, 0.4]
+    want = xs[0]
+    for n, x in enumerate(xs, start=1):
+        s.update([x, 1 - x], q, 0.5)
+        want += max(0.25, 1.0 / n) * (x - want) if n > 1 else 0.0
+        assert s.genre is not None and s.genre[0] == pytest.approx(want)
+    assert s.genre[0] == pytest.approx(
+        np.mean(xs[:4]) * 0.75**2 + 0.25 * 0.75 * xs[4] + 0.25 * xs[5]
+    )
+    s.restart()  # a new song: its first window alone, then the running mean again
+    s.update([0.3, 0.7], q, 0.5)
+    assert s.genre[0] == pytest.approx(0.3)
+    s.update([0.1, 0.9], q, 0.5)
+    assert s.genre[0] == pytest.approx(0.2)
+
+
+def test_novelty_restarts_the_mean_on_a_song_change_only() -> None:
+    """A scripted embedding sequence: jitter within a song never restarts; a jump does, and the
+    labels follow the new song within two windows (a plain EMA takes many more)."""
+    rng = np.random.default_rng(0)
+    a_dir, b_dir = np.eye(16)[0], np.eye(16)[1]
+
+    def emb(d: np.ndarray) -> np.ndarray:
+        v = d + 0.15 * rng.standard_normal(16)
+        return v / np.linalg.norm(v)
+
+    q_a, q_b = [0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1]
+    for novelty, switch_within in ((0.5, 2), (0.0, None)):
+        s = TagsState(("a", "b"), ("Q1", "Q2", "Q3", "Q4"), alpha=0.17, hysteresis=0.15,
+                      novelty=novelty)  # fmt: skip
+        for _ in range(20):
+            assert s.update([0.8, 0.2], q_a, 0.5, emb(a_dir)) == (0, 0)
+        assert s.restarts == 0
+        tops = [s.update([0.2, 0.8], q_b, 0.5, emb(b_dir)) for _ in range(6)]
+        if switch_within is None:
+            assert s.restarts == 0 and tops[1] == (0, 0)  # the EMA still shows song A
+        else:
+            assert s.restarts == 1 and tops[switch_within - 1] == (1, 2)
+            assert all(t == (1, 2) for t in tops[switch_within - 1 :])
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.floats(0.01, 1.0), st.lists(st.floats(0.0, 1.0), min_size=3, max_size=30))
 def test_ema_stays_a_distribution(alpha: float, xs: list[float]) -> None:
@@ -322,6 +366,9 @@ def test_silence_gives_no_label_churn(tmp_path: Path, monkeypatch: pytest.Monkey
     tags = _run(engine, np.concatenate([song, quiet]))
     assert tags and max(e.time_s for e in tags) <= 9.0 + 3.0  # nothing once the window is quiet
     assert engine.tagger is not None and engine.tagger.gated >= 10
+    # the silence ends the song: the next window starts a new running mean, labels still held
+    assert engine.tagger.state is not None and engine.tagger.state.n == 0
+    assert engine.tagger.state.top_genre >= 0
 
 
 def test_tags_reach_jsonl_and_osc_receiver(tmp_path: Path) -> None:

@@ -454,6 +454,47 @@ def _tag_live(config: OnbeatConfig, path: Path) -> ClipResult:
     )
 
 
+def label_switch_s(events: Sequence[TagsEvent], boundary_s: float) -> float:
+    """Seconds after ``boundary_s`` until the displayed labels become the last event's and stay.
+
+    The song change of a live set: the first song plays up to ``boundary_s``, the next one
+    follows without a gap. 0 when no event after the boundary shows other labels than the final
+    ones; NaN without events after the boundary.
+    """
+    after = [e for e in events if e.time_s >= boundary_s]
+    if not after:
+        return math.nan
+    final = (after[-1].top_genre, after[-1].top_quadrant)
+    since = after[0].time_s
+    for e in after:
+        if (e.top_genre, e.top_quadrant) != final:
+            since = math.inf
+        elif since == math.inf:
+            since = e.time_s
+    return max(0.0, float(since if since != math.inf else after[-1].time_s) - boundary_s)
+
+
+def tag_transition(config: OnbeatConfig, first: Path, second: Path) -> float:
+    """Replay ``first`` then ``second`` as one stream (no gap); :func:`label_switch_s` at the
+    boundary."""
+    from onbeat.realtime.bus import EventBus
+    from onbeat.realtime.engine import Engine
+    from onbeat.realtime.sources import ArraySource
+    from onbeat.training.datasets import load_audio
+
+    rate = config.audio.sample_rate_hz
+    try:
+        a, b = load_audio(first, rate), load_audio(second, rate)
+    except Exception as exc:  # any decoder error: skip the pair
+        raise OnbeatError(f"cannot read {first.name} / {second.name}: {exc}") from None
+    bus = EventBus()
+    sub = bus.subscribe("eval-tags", maxlen=10_000_000)
+    engine = Engine(config, bus=bus)
+    engine.run_fast(ArraySource(np.concatenate([a, b]), rate, f"{first.stem}+{second.stem}"))
+    events = [e for e in sub.drain() if isinstance(e, TagsEvent)]
+    return label_switch_s(events, len(a) / rate)
+
+
 # --------------------------------------------------------------------------------------------
 # Scores
 
@@ -598,6 +639,7 @@ def evaluate_tags(
     labels_path: Path | None = None,
     teacher_dir: Path | None = None,
     live: bool = False,
+    transitions: bool = False,
     progress: bool = True,
 ) -> TagsEvaluation:
     """Tag every audio file under ``directory`` and score the labelled ones.
@@ -614,6 +656,10 @@ def evaluate_tags(
         Teacher soft labels (default ``$ONBEAT_TEACHER`` or ``data/teacher``).
     live : bool
         Replay through the engine and use the last smoothed event (plus stability numbers).
+    transitions : bool
+        With ``live``, also replay consecutive pairs of files (1st+2nd, 3rd+4th, ...) as one
+        stream each and report how soon after the song change the labels settle:
+        ``switch_s`` (mean), ``switch_share`` (share within 6 s) and ``transitions``.
     progress : bool
         Show a progress bar on stderr.
 
@@ -658,6 +704,25 @@ def evaluate_tags(
     if not results:
         raise OnbeatError(f"none of the {len(files)} audio files in {str(directory)!r} was tagged")
     metrics, skipped, genre_auc, confusion = score_results(results)
+    if live and transitions:
+        pairs: Any = list(zip(files[0::2], files[1::2], strict=False))
+        if progress:
+            from tqdm import tqdm
+
+            pairs = tqdm(pairs, desc="transitions", unit="pair")
+        switch = []
+        for first, second in pairs:
+            try:
+                switch.append(tag_transition(config, first, second))
+            except OnbeatError as exc:
+                _say(f"onbeat: skipped {first.name}+{second.name}: {exc}", progress)
+        done = [s for s in switch if s == s]
+        if done:
+            metrics["switch_s"] = float(np.mean(done))
+            metrics["switch_share"] = float(np.mean([s <= MAX_SETTLE_S for s in done]))
+            metrics["transitions"] = float(len(done))
+        else:
+            skipped["switch_s"] = "no pair of files could be replayed"
     return TagsEvaluation(
         results,
         metrics,
@@ -802,10 +867,18 @@ def main_eval_tags(
     json_path: Path | None,
     plot_path: Path,
     live: bool,
+    transitions: bool = False,
 ) -> int:
     """``onbeat eval tags``: evaluate, print the table, write the plot and the JSON."""
+    if transitions and not live:
+        raise OnbeatError("--transitions needs --live")
     ev = evaluate_tags(
-        config, directory, labels_path=labels_path, teacher_dir=teacher_dir, live=live
+        config,
+        directory,
+        labels_path=labels_path,
+        teacher_dir=teacher_dir,
+        live=live,
+        transitions=transitions,
     )
     _print_table(ev)
     if ev.skipped_files:

@@ -226,6 +226,18 @@ def fit_head(
     return head, losses
 
 
+def render_tracks(root: Path, n: int, seed: int) -> list[Path]:
+    """Audio of ``n`` rendered train-split tracks of Groove and POP909 (each a distinct MIDI
+    performance with its own random instrumentation)."""
+    from onbeat.training.datasets import render_items
+
+    if not (root / "manifest.jsonl").exists():
+        raise FileNotFoundError(f"no renders in {root} (python -m onbeat.training.render)")
+    paths = sorted(it.audio for it in render_items(root, split="train", sets=("groove", "pop909")))
+    pick = np.random.default_rng(seed).permutation(len(paths))[:n]
+    return [paths[i] for i in sorted(pick)]
+
+
 def _held_out_file(name: str) -> bool:
     """One file in five (by a hash of its name) is kept out of training."""
     return int(hashlib.sha1(name.encode()).hexdigest(), 16) % 5 == 0
@@ -243,9 +255,17 @@ def train_similarity(
     hidden: int = 256,
     pool: str = "freq",
     evaluate: bool = True,
+    renders: int = 0,
+    renders_root: Path = Path("data/renders"),
 ) -> dict[str, Any]:
     """Train the head on 4Q (minus the held-out artist fold) and real recordings, export it with
-    a model card and (``evaluate``) the ``onbeat eval similarity`` numbers on 4Q."""
+    a model card and (``evaluate``) the ``onbeat eval similarity`` numbers on 4Q.
+
+    ``renders`` > 0 adds that many rendered MIDI tracks (``renders_root``, train split, Groove
+    and POP909, drawn with ``seed``): more distinct tracks against the head's
+    overfitting. ASAP is left out: its pieces come in several performances that would be
+    near-duplicate negatives.
+    """
     from onbeat.models.registry import weights_path
     from onbeat.models.tagger import load_tagger
     from onbeat.realtime.library import weights_id
@@ -264,8 +284,10 @@ def train_similarity(
     train = [it for it, f in zip(items, folds, strict=True) if f != TEST_FOLD]
     other = [it for s in ("fof", "debian") for it in teacher_items(teacher_dir, s)]
     other = [it for it in other if not _held_out_file(it.name)]
+    extra = render_tracks(renders_root, renders, seed) if renders > 0 else []
     t0 = time.monotonic()
-    mels = [mel_of(it.audio, spec, cache_dir) for it in tqdm([*train, *other], desc="mel")]
+    paths = [it.audio for it in [*train, *other]] + extra
+    mels = [mel_of(path, spec, cache_dir) for path in tqdm(paths, desc="mel")]
     log.info("%d tracks' mels in %.0f s", len(mels), time.monotonic() - t0)
     augment = MelAugment(
         spec.filterbank().center_hz,
@@ -291,9 +313,10 @@ def train_similarity(
         "and degraded copies of the same track, negatives = other tracks",
         "data": f"4Q (research only) {len(train)} clips of {len({it.artist for it in train})} "
         f"artists (artist fold {TEST_FOLD} of {TEST_FOLDS} held out), {len(other)} "
-        "Frets-on-Fire / Debian game-music recordings (1 file in 5 held out)",
+        "Frets-on-Fire / Debian game-music recordings (1 file in 5 held out)"
+        + (f", {len(extra)} rendered MIDI tracks (Groove, POP909; train split)" if extra else ""),
         "training_command": f"onbeat train similarity --epochs {epochs} --steps {steps} "
-        f"--seed {seed} --hidden {hidden}",
+        f"--seed {seed} --hidden {hidden}" + (f" --renders {renders}" if renders else ""),
         "trunk": weights_id(tagger_path),
         "architecture": f"{pool} pooling of the frozen trunk map ({head.spec.in_dim}-d) → "
         f"Linear({head.spec.hidden}) → LayerNorm → ReLU → Linear({head.spec.dim}) → unit norm; "

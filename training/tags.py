@@ -377,6 +377,11 @@ def loss_of(out: dict[str, torch.Tensor], b: Batch) -> torch.Tensor:
     return loss
 
 
+def permuted(b: Batch, perm: torch.Tensor) -> Batch:
+    """The batch ``b`` with its rows in the order ``perm``."""
+    return Batch(b.mel[perm], b.genre[perm], b.quadrant[perm], b.voice[perm])
+
+
 def standardisation(items: Sequence[TagItem]) -> tuple[F32, F32]:
     """Per-band mean and standard deviation over every frame of ``items``."""
     frames = np.concatenate([it.mel for it in items if it.mel is not None])
@@ -392,10 +397,17 @@ def fit(
     batch: int = 32,
     lr: float = 2e-3,
     seed: int = 0,
+    mixup: float = 0.0,
     ckpt: Path | None = None,
     progress: str = "train",
 ) -> TagCNN:
-    """Train a :class:`TagCNN` from scratch (or resume from ``ckpt``) for ``steps`` batches."""
+    """Train a :class:`TagCNN` from scratch (or resume from ``ckpt``) for ``steps`` batches.
+
+    ``mixup`` > 0 mixes each batch with a shuffled copy of itself (log-mel crops and, through
+    the loss, every target) with a weight drawn from Beta(mixup, mixup) (Zhang et al. 2018).
+    """
+    if mixup < 0:
+        raise ValueError(f"mixup must be >= 0, not {mixup}")
     from tqdm import tqdm
 
     torch.manual_seed(seed)
@@ -422,7 +434,13 @@ def fit(
     bar = tqdm(total=steps, initial=step0, desc=progress, leave=False)
     for step in range(step0, steps):
         b = make_batch(pools, shares, batch, spec, rng, c)
-        loss = loss_of(net(b.mel), b)
+        if mixup > 0:
+            lam = float(rng.beta(mixup, mixup))
+            perm = torch.from_numpy(rng.permutation(len(b.mel)))
+            out = net(lam * b.mel + (1.0 - lam) * b.mel[perm])
+            loss = lam * loss_of(out, b) + (1.0 - lam) * loss_of(out, permuted(b, perm))
+        else:
+            loss = loss_of(net(b.mel), b)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -573,6 +591,7 @@ def train_tags(
     cv_steps: int,
     folds: int = 10,
     seed: int = 0,
+    mixup: float = 0.0,
 ) -> dict[str, Any]:
     """Cross-validate by artist on 4Q, then train the shipped model on everything and export."""
     spec = TaggerSpec()
@@ -605,6 +624,7 @@ def train_tags(
                 unlabelled,
                 steps=cv_steps,
                 seed=seed + f,
+                mixup=mixup,
                 ckpt=run_dir / f"{key}.pt",
                 progress=key,
             )
@@ -628,6 +648,7 @@ def train_tags(
         unlabelled,
         steps=steps,
         seed=seed,
+        mixup=mixup,
         ckpt=run_dir / "final.pt",
         progress="final",
     )
@@ -636,7 +657,8 @@ def train_tags(
         "data": f"4Q (research only) {len(labelled)} clips, "
         f"{len({it.artist for it in labelled})} artists; teacher soft labels (musicnn "
         f"MSD/MTT, ISC) on 4Q and {len(unlabelled)} unlabelled real recordings",
-        "training_command": f"onbeat train tags --steps {steps} --cv-steps {cv_steps}",
+        "training_command": f"onbeat train tags --steps {steps} --cv-steps {cv_steps}"
+        + (f" --mixup {mixup:g}" if mixup > 0 else ""),
         "cv": f"{folds}-fold artist-disjoint cross-validation on 4Q, {cv_steps} steps per fold",
         "cv_metrics": pooled,
         "params": sum(p.numel() for p in net.parameters()),

@@ -289,6 +289,8 @@ def main_train(
     cv_steps: int = 1000,
     folds: int = 10,
     offbeat_weight: float = 1.0,
+    mixup: float = 0.0,
+    renders: int = 0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -307,6 +309,7 @@ def main_train(
             cv_steps=cv_steps,
             folds=folds,
             seed=seed,
+            mixup=mixup,
         )
         print(json.dumps(result))
         return 0
@@ -322,6 +325,8 @@ def main_train(
             steps=steps,
             seed=seed,
             hidden=hidden or 256,
+            renders=renders,
+            renders_root=Path(os.environ.get("ONBEAT_RENDERS", "data/renders")),
         )
         print(json.dumps({"losses": sim["losses"]}))
         return 0
