@@ -229,3 +229,29 @@ def test_shipped_head_is_small_and_fits_the_shipped_tagger() -> None:
     assert (WEIGHTS_DIR / "similarity.md").exists()
     head, model_id = similarity_head(WEIGHTS_DIR / "tags.safetensors", path)
     assert head is not None and model_id == weights_id(path)
+
+
+def test_render_tracks_draw_train_split_groove_and_pop909(tmp_path: Path) -> None:
+    import json
+
+    from onbeat.training.similarity import render_tracks
+
+    with pytest.raises(FileNotFoundError, match="no renders"):
+        render_tracks(tmp_path, 3, 0)
+    rows = [
+        ("groove_a", "groove", "train"), ("groove_b", "groove", "valid"),
+        ("pop909_1", "pop909", "train"), ("pop909_2", "pop909", "train"),
+        ("asap_x", "asap", "train"), ("pop909_3", "pop909", "test"),
+    ]  # fmt: skip
+    lines = []
+    for name, set_name, split in rows:
+        (tmp_path / f"{name}.beats").write_text("0.5\t1\n1.0\t2\n")
+        (tmp_path / f"{name}.onsets").write_text("0.5\n")
+        lines.append(json.dumps({"name": name, "set": set_name, "piece": name, "split": split,
+                                 "audio": f"{name}.flac", "beats": f"{name}.beats",
+                                 "onsets": f"{name}.onsets"}))  # fmt: skip
+    (tmp_path / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    every = render_tracks(tmp_path, 10, 0)
+    assert sorted(p.stem for p in every) == ["groove_a", "pop909_1", "pop909_2"]
+    two = render_tracks(tmp_path, 2, 0)
+    assert len(two) == 2 and set(two) <= set(every) and two == render_tracks(tmp_path, 2, 0)

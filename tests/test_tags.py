@@ -411,3 +411,29 @@ def test_tags_reach_jsonl_and_osc_receiver(tmp_path: Path) -> None:
     assert quads and all(q in ("Q1", "Q2", "Q3", "Q4") for q in quads)
     valence = [args[0] for a, args in got if a == "/onbeat/mood/valence"]
     assert valence and all(-1.0 <= v <= 1.0 for v in valence)
+
+
+def test_fit_with_mixup_trains_and_resumes(tmp_path: Path) -> None:
+    """A few steps of ``fit`` on synthetic clips, with and without mixup; bad mixup refused."""
+    from onbeat.training.tags import fit
+
+    spec = TaggerSpec()
+    rng = np.random.default_rng(0)
+    items = [
+        TagItem(f"c{i}", tmp_path / f"c{i}.wav", "4q", f"a{i}", quadrant=i % 4,
+                allmusic=("Rock",), mel=rng.standard_normal((spec.frames + 50, spec.n_mels))
+                .astype(np.float32))
+        for i in range(8)
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="mixup"):
+        fit(spec, items, [], steps=1, mixup=-1.0)
+    ckpt = tmp_path / "ck.pt"
+    for mixup in (0.0, 0.4):
+        ckpt.unlink(missing_ok=True)
+        net = fit(spec, items, [], steps=3, batch=4, mixup=mixup, ckpt=ckpt)
+        assert torch.load(ckpt, weights_only=False)["step"] == 3
+        out = net(torch.from_numpy(items[0].mel[None, : spec.frames]))
+        assert all(torch.isfinite(v).all() for v in out.values())
+    again = fit(spec, items, [], steps=3, batch=4, mixup=0.4, ckpt=ckpt)  # resumes at step 3
+    for a, b in zip(again.state_dict().values(), net.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -447,7 +447,7 @@ def fit(
         opt.step()
         sched.step()
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}")
         if ckpt is not None and ((step + 1) % 200 == 0 or step + 1 == steps):
             torch.save(
                 {
