@@ -635,14 +635,25 @@ def _soak(
     if midi_sink is not None:
         m = got["midi"]
         rx_clocks = m.get("clock", 0)
+        lost = midi_sink.clocks - rx_clocks
+        # MIDI that rtmidi moved into a JACK cycle that came too late is gone after the sink's
+        # port (see onbeat.realtime.jack_server): such a loss is the JACK server's, and counted
+        late = sum(jack_info["late_cycles"].values()) if jack_info else 0
         rows.append(
             {
                 "sink": "midi clock (JACK)",
                 "in": published,
                 "sent": midi_sink.clocks,
                 "received": rx_clocks,
-                "ok": rx_clocks == midi_sink.clocks and midi_sink.errors == 0,
-                "note": f"errors {midi_sink.errors}, dropped {midi_sink.dropped}; "
+                "ok": midi_sink.errors == 0
+                and midi_sink.dropped == 0
+                and (lost == 0 or 0 < lost <= late),
+                "note": (
+                    f"{lost} lost after the port, in late JACK cycles ({late}); "
+                    if lost and lost <= late
+                    else ""
+                )
+                + f"errors {midi_sink.errors}, dropped {midi_sink.dropped}; "
                 f"start/continue/stop sent {midi_sink.starts}/{midi_sink.continues}/"
                 f"{midi_sink.stops}, received {m.get('start', 0)}/{m.get('continue', 0)}/"
                 f"{m.get('stop', 0)}",
