@@ -2,9 +2,11 @@
 
 On the same audio in one run:
 
-* onbeat's tagger (``models/weights/tags.*``): log-mel (numba) and CNN (torch, one thread) per
+* onbeat's tagger as it runs live (``models/weights/tags.*``): log-mel (numba), the CNN in NumPy
+  (``models/tagger_np.py``, one BLAS thread) and the similarity head on the same trunk pass, per
   3 s window, p50/p99 in ms; CPU per second of audio at the default 1.5 s hop; parameters; the
-  memory that loading torch and the model adds;
+  memory the model adds (no torch live); the torch forward of the same weights (training only)
+  for comparison;
 * the tracker's per-frame analysis time with the tagger's worker thread running vs off, in
   real-time-paced replays, interleaved (off, on, off, on) to cancel drift on a shared machine;
 * the musicnn taggers (the training-time teacher, MSD and MTT ``musicnn`` models, TF1) on the
@@ -47,36 +49,54 @@ def _rss_mb() -> float:
 
 
 def bench_onbeat(signal: np.ndarray, windows: int) -> dict[str, float]:
-    """Per-window time of the tagger's mel and CNN, on one thread."""
+    """Per-window time of the live tagger (log-mel, NumPy CNN, similarity head), one thread;
+    the torch forward of the same weights (training only) for comparison."""
     rss0 = _rss_mb()
-    import torch
     from onbeat.models.registry import weights_path
+    from onbeat.models.tagger_np import load_tagger_np
+    from onbeat.realtime.library import similarity_head
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+    path = weights_path("tags")
+    net, meta = load_tagger_np(path)
+    head, _ = similarity_head(path)
+    rss1 = _rss_mb()
+    import torch
     from onbeat.models.tagger import load_tagger
 
     torch.set_num_threads(1)
-    net, meta = load_tagger(weights_path("tags"))
-    rss1 = _rss_mb()
+    tnet, _ = load_tagger(path)
     spec = net.spec
     fb = spec.filterbank()
     n = spec.window_samples
     starts = np.linspace(0, len(signal) - n, windows).astype(int)
-    mel_ms, cnn_ms = [], []
+    mel_ms, cnn_ms, head_ms, torch_ms = [], [], [], []
     for i, s in enumerate(starts):
         x = np.ascontiguousarray(signal[s : s + n])
         t0 = time.perf_counter()
         m = spec.log_mel(x, fb)
         t1 = time.perf_counter()
-        with torch.inference_mode():
-            net(torch.from_numpy(m)[None])
+        out = net(m[None])
         t2 = time.perf_counter()
+        if head is not None:
+            head.from_trunk(out["trunk_map"])
+        t3 = time.perf_counter()
+        with torch.inference_mode():
+            tnet(torch.from_numpy(m)[None])
+        t4 = time.perf_counter()
         if i >= 3:  # warm-up
             mel_ms.append(1e3 * (t1 - t0))
             cnn_ms.append(1e3 * (t2 - t1))
-    total = np.asarray(mel_ms) + np.asarray(cnn_ms)
+            head_ms.append(1e3 * (t3 - t2))
+            torch_ms.append(1e3 * (t4 - t3))
+    total = np.asarray(mel_ms) + np.asarray(cnn_ms) + np.asarray(head_ms)
     return {
-        "params": float(sum(p.numel() for p in net.parameters())),
+        "params": float(sum(p.numel() for p in tnet.parameters())),
         "mel_ms_p50": float(np.median(mel_ms)),
         "cnn_ms_p50": float(np.median(cnn_ms)),
+        "head_ms_p50": float(np.median(head_ms)),
+        "torch_cnn_ms_p50": float(np.median(torch_ms)),
         "window_ms_p50": float(np.median(total)),
         "window_ms_p99": float(np.percentile(total, 99)),
         "cpu_per_audio_s": float(np.median(total)) / 1e3 / 1.5,
@@ -170,7 +190,8 @@ def main() -> None:
     print("| system | params | ms per 3 s window (p50) | p99 | CPU per s of audio (1.5 s hop) |")
     print("|---|---|---|---|---|")
     print(
-        f"| onbeat tagger (mel {o['mel_ms_p50']:.2f} + CNN {o['cnn_ms_p50']:.2f} ms) | "
+        f"| onbeat tagger, live NumPy (mel {o['mel_ms_p50']:.2f} + CNN {o['cnn_ms_p50']:.2f} + "
+        f"similarity head {o['head_ms_p50']:.2f} ms) | "
         f"{o['params'] / 1e6:.2f} M | {o['window_ms_p50']:.2f} | {o['window_ms_p99']:.2f} | "
         f"{o['cpu_per_audio_s']:.4f} |"
     )
@@ -182,7 +203,8 @@ def main() -> None:
             f"{m['window_ms_p50'] / 1e3 / 1.5:.4f} |"
         )
         print(f"\nonbeat / musicnn time per window: {o['window_ms_p50'] / m['window_ms_p50']:.3f}×")
-    print(f"\nMemory added by torch + the model: {o['rss_added_mb']:.0f} MB")
+    print(f"\nSame CNN in torch (training only, one thread): {o['torch_cnn_ms_p50']:.2f} ms")
+    print(f"Memory added by the live model (NumPy, no torch): {o['rss_added_mb']:.0f} MB")
     off = np.median([r["frame_us_p50"] for r in runs["off"]])
     on = np.median([r["frame_us_p50"] for r in runs["on"]])
     off99 = np.median([r["frame_us_p99"] for r in runs["off"]])
