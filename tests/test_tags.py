@@ -184,6 +184,24 @@ def test_novelty_restarts_the_mean_on_a_song_change_only() -> None:
             assert all(t == (1, 2) for t in tops[switch_within - 1 :])
 
 
+def test_dwell_replaces_a_stale_label_after_a_steady_small_lead() -> None:
+    """Flat distributions: b leads a by less than the hysteresis; after ``dwell`` windows on top
+    it is shown anyway, and a lead that flips back and forth never gets there."""
+    q = [0.25] * 4
+    s = TagsState(("a", "b"), ("Q1", "Q2", "Q3", "Q4"), alpha=1.0, hysteresis=0.25, dwell=4)
+    assert s.update([0.55, 0.45], q, 0.5)[0] == 0
+    tops = [s.update([0.45, 0.55], q, 0.5)[0] for _ in range(5)]
+    assert tops == [0, 0, 0, 1, 1]  # b on top for its 4th window: shown
+    s = TagsState(("a", "b"), ("Q1", "Q2", "Q3", "Q4"), alpha=1.0, hysteresis=0.25, dwell=4)
+    assert s.update([0.55, 0.45], q, 0.5)[0] == 0
+    for i in range(12):  # b leads for 3 windows, then a for 1: never 4 in a row
+        x = [0.45, 0.55] if i % 4 != 3 else [0.55, 0.45]
+        assert s.update(x, q, 0.5)[0] == 0
+    off = TagsState(("a", "b"), ("Q1", "Q2", "Q3", "Q4"), alpha=1.0, hysteresis=0.25)
+    off.update([0.55, 0.45], q, 0.5)
+    assert all(off.update([0.45, 0.55], q, 0.5)[0] == 0 for _ in range(50))
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.floats(0.01, 1.0), st.lists(st.floats(0.0, 1.0), min_size=3, max_size=30))
 def test_ema_stays_a_distribution(alpha: float, xs: list[float]) -> None:
