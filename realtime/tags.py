@@ -108,6 +108,16 @@ class TagsState:
         self.top_quadrant = -1
         self.n = 0
 
+    @classmethod
+    def from_config(
+        cls, config: TagsConfig, genres: tuple[str, ...], quadrants: tuple[str, ...]
+    ) -> TagsState:
+        """A fresh state with ``config``'s smoothing: its EMA time constant and dwell time
+        become per-window weights and counts at ``config.hop_s``."""
+        alpha = 1.0 - math.exp(-config.hop_s / config.ema_s) if config.ema_s else 1.0
+        dwell = math.ceil(config.dwell_s / config.hop_s - 1e-9)
+        return cls(genres, quadrants, alpha, config.hysteresis, config.novelty, dwell)
+
     def restart(self) -> None:
         """Let the next window start a new running mean (a new song after a silence); the
         displayed labels hold until the new mean replaces them through the hysteresis."""
@@ -236,11 +246,7 @@ class Tagger:
                 f"not {self.rate_hz} Hz"
             )
         self._fb = spec.filterbank()
-        a = 1.0 - math.exp(-self.config.hop_s / self.config.ema_s) if self.config.ema_s else 1.0
-        dwell = math.ceil(self.config.dwell_s / self.config.hop_s - 1e-9)
-        self.state = TagsState(
-            spec.genres, spec.quadrants, a, self.config.hysteresis, self.config.novelty, dwell
-        )
+        self.state = TagsState.from_config(self.config, spec.genres, spec.quadrants)
         self._infer(np.zeros(self.window_n, np.float32))  # warm-up: numba mel and the CNN
         if self.matcher is not None:
             self.matcher.prepare(model_id)
@@ -253,8 +259,7 @@ class Tagger:
         self._mailbox = None
         self.dropped = self.windows = self.gated = self._late = 0
         if self.state is not None:
-            s = self.state
-            self.state = TagsState(s.genres, s.quadrants, s.alpha, s.hysteresis, s.novelty, s.dwell)
+            self.state = TagsState.from_config(self.config, self.state.genres, self.state.quadrants)
         if self.matcher is not None:
             self.matcher.reset()
 

@@ -15,51 +15,47 @@ Run: ``python scripts/tune_tag_smoothing.py DIR [--max-files N]`` (DIR: audio fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
-import math
 import pickle
 from pathlib import Path
 
 import numpy as np
 from onbeat.models.tagger_np import GENRES, QUADRANTS
-from onbeat.realtime.config import OnbeatConfig, apply_overrides
+from onbeat.realtime.config import OnbeatConfig, TagsConfig, apply_overrides
 from onbeat.realtime.events import TagsEvent
 from onbeat.realtime.tags import TagsState
-from onbeat.training.eval_tags import MAX_SETTLE_S, find_audio, label_switch_s, tag_stability
+from onbeat.training.eval_tags import (
+    MAX_SETTLE_S,
+    find_audio,
+    label_switch_s,
+    replay_tags,
+    tag_stability,
+)
 
 Seq = list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]  # time, genre, quadrant, embedding
 
 
 def _raw(config: OnbeatConfig, samples: np.ndarray, rate: int, name: str) -> Seq:
-    from onbeat.realtime.bus import EventBus
-    from onbeat.realtime.engine import Engine
     from onbeat.realtime.sources import ArraySource
 
-    bus = EventBus()
-    sub = bus.subscribe("tune", maxlen=1_000_000)
-    Engine(config, bus=bus).run_fast(ArraySource(samples, rate, name))
     out = []
-    for e in sub.drain():
-        if isinstance(e, TagsEvent):
-            g, q = dict(e.genre), dict(e.mood_quadrant)
-            out.append(
-                (
-                    e.time_s,
-                    np.array([g[k] for k in GENRES]),
-                    np.array([q[k] for k in QUADRANTS]),
-                    np.array(e.embedding),
-                )
+    for e in replay_tags(config, ArraySource(samples, rate, name))[0]:
+        g, q = dict(e.genre), dict(e.mood_quadrant)
+        out.append(
+            (
+                e.time_s,
+                np.array([g[k] for k in GENRES]),
+                np.array([q[k] for k in QUADRANTS]),
+                np.array(e.embedding),
             )
+        )
     return out
 
 
-def simulate(
-    seq: Seq, ema_s: float, hyst: float, novelty: float, dwell_s: float, hop_s: float
-) -> list[TagsEvent]:
-    """The displayed labels of ``seq`` under one smoothing setting, as minimal TagsEvents."""
-    alpha = 1.0 - math.exp(-hop_s / ema_s) if ema_s else 1.0
-    dwell = math.ceil(dwell_s / hop_s - 1e-9)
-    st = TagsState(GENRES, QUADRANTS, alpha, hyst, novelty=novelty, dwell=dwell)
+def simulate(seq: Seq, tags: TagsConfig) -> list[TagsEvent]:
+    """The displayed labels of ``seq`` under the smoothing of ``tags``, as minimal TagsEvents."""
+    st = TagsState.from_config(tags, GENRES, QUADRANTS)
     events = []
     for t, g, q, emb in seq:
         tg, tq = st.update(g, q, 0.0, emb)
@@ -118,8 +114,11 @@ def main() -> None:
         for a in (args.ema, args.hysteresis, args.novelty, args.dwell)
     ]
     for ema_s, hyst, nov, dwell_s in itertools.product(*grid):
-        stab = [tag_stability(simulate(s, ema_s, hyst, nov, dwell_s, hop_s)) for s in singles]
-        sw = [label_switch_s(simulate(s, ema_s, hyst, nov, dwell_s, hop_s), b) for b, s in pairs]
+        tags = dataclasses.replace(
+            config.tags, ema_s=ema_s, hysteresis=hyst, novelty=nov, dwell_s=dwell_s
+        )
+        stab = [tag_stability(simulate(s, tags)) for s in singles]
+        sw = [label_switch_s(simulate(s, tags), b) for b, s in pairs]
         print(
             f"{ema_s:5.1f} {hyst:5.2f} {nov:7.2f} {dwell_s:5.1f}  "
             f"{np.mean([x.top_changes_per_30s for x in stab]):7.3f} "

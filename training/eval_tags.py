@@ -419,21 +419,40 @@ class _WindowTagger:
         )
 
 
-def _tag_live(config: OnbeatConfig, path: Path) -> ClipResult:
-    """Replay ``path`` through the engine with tags on; the last event gives the outputs."""
+def replay_tags(config: OnbeatConfig, source: Any) -> tuple[list[TagsEvent], Any, Any]:
+    """Replay ``source`` (a file or array source) through the engine, as fast as possible.
+
+    Returns
+    -------
+    events : list of TagsEvent
+        Every ``tags`` event, in stream order.
+    summary : RunSummary
+        What :meth:`Engine.run_fast` returned.
+    tagger : Tagger
+        The engine's tagger (its window, gate and restart counts).
+
+    Raises
+    ------
+    OnbeatError
+        When the configuration disables the tagger.
+    """
     from onbeat.realtime.bus import EventBus
     from onbeat.realtime.engine import Engine
-    from onbeat.realtime.sources import FileSource
 
-    source = FileSource(path)
     bus = EventBus()
     sub = bus.subscribe("eval-tags", maxlen=10_000_000)
     engine = Engine(config, bus=bus)
     if engine.tagger is None:
         raise OnbeatError("the tagger is disabled")
     summary = engine.run_fast(source)
-    events = [e for e in sub.drain() if isinstance(e, TagsEvent)]
-    tagger = engine.tagger
+    return [e for e in sub.drain() if isinstance(e, TagsEvent)], summary, engine.tagger
+
+
+def _tag_live(config: OnbeatConfig, path: Path) -> ClipResult:
+    """Replay ``path`` through the engine with tags on; the last event gives the outputs."""
+    from onbeat.realtime.sources import FileSource
+
+    events, summary, tagger = replay_tags(config, FileSource(path))
     if not events:
         raise OnbeatError(f"no tags: shorter than one {config.tags.window_s:g} s window, or silent")
     last = events[-1]
@@ -465,20 +484,14 @@ def label_switch_s(events: Sequence[TagsEvent], boundary_s: float) -> float:
     if not after:
         return math.nan
     final = (after[-1].top_genre, after[-1].top_quadrant)
-    since = after[0].time_s
-    for e in after:
-        if (e.top_genre, e.top_quadrant) != final:
-            since = math.inf
-        elif since == math.inf:
-            since = e.time_s
-    return max(0.0, float(since if since != math.inf else after[-1].time_s) - boundary_s)
+    other = [i for i, e in enumerate(after) if (e.top_genre, e.top_quadrant) != final]
+    since = after[other[-1] + 1].time_s if other else after[0].time_s  # the last one is final
+    return max(0.0, float(since) - boundary_s)
 
 
 def tag_transition(config: OnbeatConfig, first: Path, second: Path) -> float:
     """Replay ``first`` then ``second`` as one stream (no gap); :func:`label_switch_s` at the
     boundary."""
-    from onbeat.realtime.bus import EventBus
-    from onbeat.realtime.engine import Engine
     from onbeat.realtime.sources import ArraySource
     from onbeat.training.datasets import load_audio
 
@@ -487,11 +500,8 @@ def tag_transition(config: OnbeatConfig, first: Path, second: Path) -> float:
         a, b = load_audio(first, rate), load_audio(second, rate)
     except Exception as exc:  # any decoder error: skip the pair
         raise OnbeatError(f"cannot read {first.name} / {second.name}: {exc}") from None
-    bus = EventBus()
-    sub = bus.subscribe("eval-tags", maxlen=10_000_000)
-    engine = Engine(config, bus=bus)
-    engine.run_fast(ArraySource(np.concatenate([a, b]), rate, f"{first.stem}+{second.stem}"))
-    events = [e for e in sub.drain() if isinstance(e, TagsEvent)]
+    source = ArraySource(np.concatenate([a, b]), rate, f"{first.stem}+{second.stem}")
+    events, _, _ = replay_tags(config, source)
     return label_switch_s(events, len(a) / rate)
 
 
