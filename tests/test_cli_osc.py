@@ -6,12 +6,10 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
-from pythonosc.dispatcher import Dispatcher
-from pythonosc.osc_server import ThreadingOSCUDPServer
+from osc_receiver import OscReceiver
 from pythonosc.udp_client import SimpleUDPClient
 
 
@@ -22,18 +20,8 @@ def _free_udp_port() -> int:
 
 
 def test_demo_drives_osc_receiver_and_obeys_control(tmp_path):
-    got: list[tuple[float, str, tuple]] = []
-    lock = threading.Lock()
-
-    def record(address, *args):
-        with lock:
-            got.append((time.monotonic(), address, args))
-
-    disp = Dispatcher()
-    disp.set_default_handler(record)
-    server = ThreadingOSCUDPServer(("127.0.0.1", 0), disp)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver = OscReceiver()
+    port = receiver.port
     ctl_port = _free_udp_port()
     events = tmp_path / "ev.jsonl"
     proc = subprocess.Popen(
@@ -60,8 +48,9 @@ def test_demo_drives_osc_receiver_and_obeys_control(tmp_path):
         SimpleUDPClient("127.0.0.1", ctl_port).send_message("/onbeat/nudge", 20.0)
         _, err = proc.communicate(timeout=60)
     finally:
-        server.shutdown()
+        receiver.close()
     assert proc.returncode == 0, err
+    got = [(m.t, m.address, m.args) for m in receiver.messages()]
     beats_on = [t for t, a, args in got if a == "/onbeat/beat" and args == (1,)]
     assert len(beats_on) >= 8, [a for _, a, _ in got][:50]
     iv = np.diff(beats_on[-6:])

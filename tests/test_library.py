@@ -9,10 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -37,6 +34,7 @@ from onbeat.realtime.library import (
     weights_id,
 )
 from onbeat.realtime.sources import ArraySource
+from osc_receiver import OscReceiver
 
 SR = 44100
 
@@ -580,18 +578,6 @@ def test_cli_add_list_query_remove(
 
 
 # ----------------------------------------------------------------------------- live + OSC
-def _receiver(dispatcher: Any) -> Any:
-    """A real python-osc server on loopback, one thread, with a large receive buffer."""
-    import socket
-
-    from pythonosc.osc_server import BlockingOSCUDPServer
-
-    server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
-    server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def test_similar_and_scene_reach_a_real_osc_receiver_and_jsonl(
     tmp_path: Path, weights: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -599,7 +585,6 @@ def test_similar_and_scene_reach_a_real_osc_receiver_and_jsonl(
     reference the music comes from, and `/onbeat/scene` switches once, after the dwell time."""
     from onbeat.realtime.osc import build_osc_sinks, parse_osc_target
     from onbeat.realtime.sinks import JsonlSink
-    from pythonosc.dispatcher import Dispatcher
 
     monkeypatch.setenv("ONBEAT_MODELS", str(weights.parent))
     calm, loud = SOUNDS["low"](12.0), SOUNDS["noise"](12.0)
@@ -609,12 +594,9 @@ def test_similar_and_scene_reach_a_real_osc_receiver_and_jsonl(
         lib.add_file(_write(tmp_path / "loud.wav", loud), embedder, scenes=["loud"])
         lib.add_file(_write(tmp_path / "clicks.wav", _clicks(6.0)), embedder)
 
-    got: list[tuple[float, str, tuple]] = []
-    disp = Dispatcher()
-    disp.set_default_handler(lambda a, *args: got.append((time.monotonic(), a, args)))
-    server = _receiver(disp)
+    receiver = OscReceiver()
     try:
-        port = server.server_address[1]
+        port = receiver.port
         events = tmp_path / "ev.jsonl"
         sinks = [*build_osc_sinks([parse_osc_target(f"127.0.0.1:{port}")]), JsonlSink(events)]
         # the random test model puts all sounds within ~0.003 of each other: no margin here
@@ -624,15 +606,16 @@ def test_similar_and_scene_reach_a_real_osc_receiver_and_jsonl(
         engine = Engine(cfg, sinks=sinks)
         engine.run_fast(ArraySource(np.concatenate([calm, loud])[:, None], SR, "replay"))
         n_windows = 15  # windows end at 3.0, 4.5, ..., 24.0 s
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and (
-            sum(a == "/onbeat/scene" for _, a, _ in got) < 2
-            or sum(a.startswith("/onbeat/similar/") for _, a, _ in got) < 4 * n_windows
-        ):
-            time.sleep(0.05)
+        receiver.wait_for(
+            lambda ms: (
+                sum(m.address == "/onbeat/scene" for m in ms) >= 2
+                and sum(m.address.startswith("/onbeat/similar/") for m in ms) >= 4 * n_windows
+            ),
+            10.0,
+        )
     finally:
-        server.shutdown()
-        server.server_close()
+        receiver.close()
+    got = [(m.t, m.address, m.args) for m in receiver.messages()]
 
     similar = [
         e for e in map(json.loads, events.read_text().splitlines()) if e["type"] == "similar"
@@ -663,13 +646,9 @@ def test_similar_and_scene_reach_a_real_osc_receiver_and_jsonl(
 def test_osc_rich_profile_and_scene_only_on_change() -> None:
     from onbeat.realtime.events import StreamStartEvent
     from onbeat.realtime.osc import OscSink, parse_osc_target
-    from pythonosc.dispatcher import Dispatcher
 
-    got: list[tuple[str, tuple]] = []
-    disp = Dispatcher()
-    disp.set_default_handler(lambda a, *args: got.append((a, args)))
-    server = _receiver(disp)
-    port = server.server_address[1]
+    receiver = OscReceiver()
+    port = receiver.port
     sinks = [
         OscSink(parse_osc_target(f"127.0.0.1:{port}:rich,prefix=/r")),
         OscSink(parse_osc_target(f"127.0.0.1:{port},prefix=/f")),
@@ -682,14 +661,12 @@ def test_osc_rich_profile_and_scene_only_on_change() -> None:
         for s in sinks:
             for e in evs:
                 s.handle(e)
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and len(got) < 5 + 2 + 20 + 2:
-            time.sleep(0.02)
+        receiver.wait_for(lambda ms: len(ms) >= 5 + 2 + 20 + 2, 3.0)
     finally:
         for s in sinks:
             s.close()
-        server.shutdown()
-        server.server_close()
+        receiver.close()
+    got = [(m.address, m.args) for m in receiver.messages()]
     rich = [args for a, args in got if a == "/r/similar"]
     assert rich == [("Ünïcode title", 0.125, "b", 0.5)] * 5
     assert [args for a, args in got if a == "/r/scene"] == [("x",), ("y",)]

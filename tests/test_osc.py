@@ -1,7 +1,7 @@
 """OSC out and OSC control in, with real sockets on loopback (no mocks).
 
-The receiver is python-osc's ``ThreadingOSCUDPServer``; it stamps each datagram on arrival, in
-its serving thread, and the test parses it afterwards with python-osc's ``OscMessage``. Events
+The receiver (``tests/osc_receiver.py``) is python-osc's UDP server; it stamps each datagram with
+the kernel's arrival time, and python-osc parses it. Events
 reach the sinks through a real :class:`EventBus` and :class:`SinkThread`, in real time, so that
 the sink's mapping of stream time to wall-clock time is exercised as it is live.
 """
@@ -18,7 +18,6 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -48,76 +47,18 @@ from onbeat.realtime.osc import (
     parse_osc_target,
     required_tracker_lead_ms,
 )
-from pythonosc.dispatcher import Dispatcher
+from osc_receiver import OscReceiver
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_server import ThreadingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
 pytestmark = pytest.mark.timeout(60)
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _typetags(dgram: bytes) -> str:
-    """The OSC type tag string of a message datagram, without the leading comma."""
-    end = dgram.index(b"\0")
-    start = (end + 4) & ~3
-    tags = dgram[start : dgram.index(b"\0", start)].decode()
-    assert tags.startswith(",")
-    return tags[1:]
-
-
-@dataclass(frozen=True)
-class Msg:
-    t: float
-    address: str
-    tags: str
-    args: tuple
-
-
-class _StampingServer(ThreadingOSCUDPServer):
-    """Stamps each datagram with its arrival time in the serving thread (no handler threads)."""
-
-    def __init__(self, port: int, stamps: list[tuple[float, bytes]]) -> None:
-        self.stamps = stamps
-        super().__init__(("127.0.0.1", port), Dispatcher())
-
-    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
-        self.stamps.append((time.monotonic(), request[0]))
-
-
-class Receiver:
-    """A python-osc UDP server on 127.0.0.1 recording every message it receives."""
-
-    def __init__(self, port: int = 0) -> None:
-        self._stamps: list[tuple[float, bytes]] = []
-        self.server = _StampingServer(port, self._stamps)
-        self.port = int(self.server.server_address[1])
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def messages(self) -> list[Msg]:
-        out = []
-        for t, dgram in list(self._stamps):
-            m = OscMessage(dgram)
-            out.append(Msg(t, m.address, _typetags(dgram), tuple(m.params)))
-        return out
-
-    def of(self, address: str) -> list[Msg]:
-        return [m for m in self.messages() if m.address == address]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(2)
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[OscReceiver]:
+    r = OscReceiver()
     yield r
     r.close()
 
@@ -319,7 +260,7 @@ def test_parse_osc_control() -> None:
 
 
 # ---------------------------------------------------------------------------------- OSC out
-def test_flat_address_map_types_and_pulses(receiver: Receiver) -> None:
+def test_flat_address_map_types_and_pulses(receiver: OscReceiver) -> None:
     tags = TagsEvent(
         44100, 1.0, 1.05, genre=(("Drum & Bass", 0.7), ("house", 0.3)),
         mood_quadrant=(("Q1", 0.6), ("Q2", 0.4)), valence=0.4, arousal=0.8, voice=0.2, energy=0.9,
@@ -380,7 +321,7 @@ def test_flat_address_map_types_and_pulses(receiver: Receiver) -> None:
     assert [m for m in receiver.of("/onbeat/phase") if m.t > end_t - 0.1]
 
 
-def test_phase_rate_and_values(receiver: Receiver) -> None:
+def test_phase_rate_and_values(receiver: OscReceiver) -> None:
     rate_hz, bpm, latency_s = 50.0, 128.0, 0.03
     sink = OscSink(
         OscTarget("127.0.0.1", receiver.port, phase_rate_hz=rate_hz, output_latency_ms=30)
@@ -419,7 +360,7 @@ def test_phase_rate_and_values(receiver: Receiver) -> None:
 
 def test_beats_are_sent_output_latency_early() -> None:
     """Two targets, 0 and 80 ms: each beat leaves at time_s - latency (live mapping)."""
-    r0, r80 = Receiver(), Receiver()
+    r0, r80 = OscReceiver(), OscReceiver()
     try:
         s0 = OscSink(OscTarget("127.0.0.1", r0.port))
         s80 = OscSink(OscTarget("127.0.0.1", r80.port, output_latency_ms=80))
@@ -440,7 +381,7 @@ def test_beats_are_sent_output_latency_early() -> None:
         r80.close()
 
 
-def test_late_beat_is_sent_at_once(receiver: Receiver) -> None:
+def test_late_beat_is_sent_at_once(receiver: OscReceiver) -> None:
     """A beat whose compensated time has passed goes out immediately and is counted."""
     sink = OscSink(OscTarget("127.0.0.1", receiver.port, output_latency_ms=100))
     rig = Rig(sink)
@@ -456,7 +397,7 @@ def test_late_beat_is_sent_at_once(receiver: Receiver) -> None:
     assert_on_time(errs)
 
 
-def test_resolume_preset(receiver: Receiver) -> None:
+def test_resolume_preset(receiver: OscReceiver) -> None:
     sink = OscSink(parse_osc_target(f"resolume@127.0.0.1:{receiver.port}"))
     rig = Rig(sink)
     events = stream(6, bpm=128.0)
@@ -478,7 +419,7 @@ def test_resolume_preset(receiver: Receiver) -> None:
     assert_on_time([resync[1].t - resync[0].t - 0.04, resync[3].t - resync[2].t - 0.04])
 
 
-def test_rich_profile(receiver: Receiver) -> None:
+def test_rich_profile(receiver: OscReceiver) -> None:
     tags = TagsEvent(44100, 1.0, 1.05, genre=(("techno", 0.9),), mood_quadrant=(("Q2", 1.0),),
                      valence=-0.2, arousal=0.7, voice=0.1, energy=0.5)  # fmt: skip
     onset = OnsetEvent(30000, 0.68, 0.7, strength=1.5)
@@ -520,12 +461,12 @@ def test_receiver_down_is_counted_and_recovers() -> None:
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    rec: Receiver | None = None
+    rec: OscReceiver | None = None
     try:
         assert wait_for(lambda: sink.errors >= 3, 3.0)
         assert sink.alive and thread.is_alive() and thread.errors == 0
         assert sink.dropped > 0
-        rec = Receiver(port)
+        rec = OscReceiver(port)
         assert wait_for(lambda: len(rec.of("/onbeat/phase")) >= 20, 4.0)
         assert len(rec.of("/onbeat/beat")) > 0
         assert sink.retries >= 1

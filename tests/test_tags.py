@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -393,24 +392,18 @@ def test_tags_reach_jsonl_and_osc_receiver(tmp_path: Path) -> None:
     """End to end with the shipped model: `onbeat replay --fast` → JSON Lines and real OSC."""
     import subprocess
     import sys
-    import threading
 
     import soundfile as sf
     from onbeat.models.registry import WEIGHTS_DIR
-    from pythonosc.dispatcher import Dispatcher
-    from pythonosc.osc_server import ThreadingOSCUDPServer
+    from osc_receiver import OscReceiver
 
     if not (WEIGHTS_DIR / "tags.safetensors").exists():
         pytest.skip("no tagging model shipped")
-    got: list[tuple[str, tuple]] = []
-    disp = Dispatcher()
-    disp.set_default_handler(lambda address, *args: got.append((address, args)))
-    server = ThreadingOSCUDPServer(("127.0.0.1", 0), disp)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver = OscReceiver()
     wav = tmp_path / "song.wav"
     sf.write(wav, demo_song(duration_s=8.0, sample_rate_hz=SR).samples, SR)
     events = tmp_path / "ev.jsonl"
-    port = server.server_address[1]
+    port = receiver.port
     out = subprocess.run(
         [sys.executable, "-m", "onbeat", "replay", str(wav), "--fast", "--no-console",
          "--events", str(events), "--osc", f"127.0.0.1:{port}"],
@@ -419,10 +412,9 @@ def test_tags_reach_jsonl_and_osc_receiver(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     time_s = [json.loads(x)["time_s"] for x in events.read_text().splitlines() if '"tags"' in x]
     assert time_s == pytest.approx([3.0, 4.5, 6.0, 7.5], abs=0.011)
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline and sum(a == "/onbeat/genre/top" for a, _ in got) < 4:
-        time.sleep(0.05)
-    server.shutdown()
+    receiver.wait_for(lambda ms: sum(m.address == "/onbeat/genre/top" for m in ms) >= 4, 3.0)
+    receiver.close()
+    got = [(m.address, m.args) for m in receiver.messages()]
     tops = [args[0] for a, args in got if a == "/onbeat/genre/top"]
     assert len(tops) == 4 and all(t in GENRES for t in tops)
     quads = [args[0] for a, args in got if a == "/onbeat/mood/quadrant"]
