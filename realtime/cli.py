@@ -175,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="tags: mixup Beta(a, a) parameter for crops and targets (0: off)",
     )
+    p.add_argument(
+        "--keep-folds",
+        action="store_true",
+        help="tags: keep each CV fold's model in RUN_DIR/tags/foldK (with --steps 0: CV only)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=1)
 
     p = sub.add_parser("demo", help="play the built-in synthesized demo song")
@@ -505,6 +510,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             offbeat_weight=args.offbeat_weight,
             mixup=args.mixup,
             renders=args.renders,
+            keep_folds=args.keep_folds,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

@@ -263,6 +263,28 @@ class Tagger:
         if self.matcher is not None:
             self.matcher.reset()
 
+    def tag_array(self, audio: npt.NDArray[np.float32]) -> list[TagsEvent]:
+        """Offline: the ``tags`` events of a whole mono recording at :attr:`rate_hz`.
+
+        The windows, gate, model and smoothing are the live ones (this resets the stream
+        first); only the engine's other stages are skipped, so evaluation and tuning run at
+        the tagger's own speed. The result equals a replay through the engine (a test holds
+        this), except for ``emitted_s``, which is the window's end here.
+        """
+        if not self._ready:
+            self.prepare()
+        self.reset()
+        x = np.ascontiguousarray(audio, np.float32).reshape(-1, 1)
+        out: list[TagsEvent] = []
+        pos = 0
+        for end in range(self.window_n, len(x) + 1, self.hop_n):
+            self.ring.write(x[pos:end])
+            pos = end
+            ev = self._compute(self.ring.written, end)
+            if ev is not None:
+                out.append(ev)
+        return out
+
     @property
     def ready(self) -> bool:
         """Whether the model is loaded and warmed up."""

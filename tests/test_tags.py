@@ -310,6 +310,26 @@ def test_threaded_worker_equals_inline(tmp_path: Path, monkeypatch: pytest.Monke
         assert a.emitted_s >= a.time_s  # published at a later frame by the analysis thread
 
 
+def test_tag_array_equals_engine_replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offline tagger path (evaluation, tuning) gives the engine's windows and outputs,
+    gate and smoothing included, over music, silence and a song change."""
+    song = demo_song(duration_s=9.0, sample_rate_hz=SR).samples
+    other = 0.2 * np.random.default_rng(3).standard_normal(8 * SR).astype(np.float32)
+    audio = np.concatenate([song, np.zeros(5 * SR, np.float32), other, song[: 4 * SR]])
+    w = _weights(tmp_path)
+    engine = _engine(_config(novelty=0.001), w, monkeypatch)
+    replay = _run(engine, audio)
+    assert engine.tagger is not None
+    offline = engine.tagger.tag_array(audio)
+    assert len(offline) == len(replay) >= 10 and engine.tagger.gated >= 2
+    for a, b in zip(offline, replay, strict=True):
+        assert a.sample_index == b.sample_index and a.time_s == b.time_s
+        assert (a.genre, a.mood_quadrant, a.voice, a.embedding) == (
+            b.genre, b.mood_quadrant, b.voice, b.embedding
+        )  # fmt: skip
+        assert (a.top_genre, a.top_quadrant) == (b.top_genre, b.top_quadrant)
+
+
 def test_slow_model_drops_windows_instead_of_queueing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -592,8 +592,15 @@ def train_tags(
     folds: int = 10,
     seed: int = 0,
     mixup: float = 0.0,
+    keep_folds: bool = False,
 ) -> dict[str, Any]:
-    """Cross-validate by artist on 4Q, then train the shipped model on everything and export."""
+    """Cross-validate by artist on 4Q, then train the shipped model on everything and export.
+
+    With ``keep_folds``, each fold's model is kept as ``RUN_DIR/foldK/tags.safetensors`` with
+    the names of its test clips (``test_clips.txt``): out-of-fold outputs for tuning what comes
+    after the model (the live smoothing) on clips the model never saw. ``steps == 0`` stops
+    after the cross-validation (no shipped model, nothing exported).
+    """
     spec = TaggerSpec()
     labelled = mer4q_items(teacher_dir=teacher_dir)
     if not labelled:
@@ -635,13 +642,18 @@ def train_tags(
                 "metrics": score_clips(outs, [labelled[i] for i in test_idx]),
             }
             cv_path.write_text(json.dumps(cv))
+            if keep_folds:
+                save_tagger(net, run_dir / key, extra={"cv_fold": f, "folds": folds})
+                (run_dir / key / "test_clips.txt").write_text("\n".join(cv[key]["names"]) + "\n")
             (run_dir / f"{key}.pt").unlink(missing_ok=True)
             log.info("%s: %s", key, cv[key]["metrics"])
         for i, o in zip(test_idx, cv[key]["outputs"], strict=True):
             outputs[i] = {k: np.asarray(v, np.float32) for k, v in o.items()}
     scored = [(o, it) for o, it in zip(outputs, labelled, strict=True) if o is not None]
     pooled = score_clips([o for o, _ in scored], [it for _, it in scored]) if scored else {}
-    log.info("10-fold artist-disjoint CV: %s", pooled)
+    log.info("%d-fold artist-disjoint CV: %s", folds, pooled)
+    if steps == 0:
+        return pooled
     net = fit(
         spec,
         labelled,

@@ -291,6 +291,7 @@ def main_train(
     offbeat_weight: float = 1.0,
     mixup: float = 0.0,
     renders: int = 0,
+    keep_folds: bool = False,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -310,6 +311,7 @@ def main_train(
             folds=folds,
             seed=seed,
             mixup=mixup,
+            keep_folds=keep_folds,
         )
         print(json.dumps(result))
         return 0
