@@ -1,15 +1,21 @@
-"""Tune the tagger's smoothing offline: replay files once with smoothing off, then simulate.
+"""Tune the tagger's smoothing offline: tag files once with smoothing off, then simulate.
 
-Every file (and every consecutive pair of files, played as one stream: a song change without a
-gap) is replayed through the engine once with ``tags.ema_s = 0`` and ``tags.hysteresis = 0``,
-so each ``tags`` event carries one window's raw probabilities and embedding. The smoothing
-(:class:`onbeat.realtime.tags.TagsState`: EMA, hysteresis, restart on a novelty jump) is then
-re-run on those sequences for each setting of a grid, and the label-stability numbers of
-``onbeat eval tags --live --transitions`` are printed per setting: top-label changes per 30 s
-and settle time on single files, time to settle after the song change on pairs.
+Every file, and random pairs of files played as one stream (a song change without a gap), is
+tagged once through the live tagger path (:meth:`onbeat.realtime.tags.Tagger.tag_array`: the
+live windows, gate and model) with ``tags.ema_s = 0`` and ``tags.hysteresis = 0``, so each
+``tags`` event carries one window's raw probabilities and embedding. The smoothing
+(:class:`onbeat.realtime.tags.TagsState`) is then re-run on those sequences for each setting of
+a grid, and the label-stability numbers of ``onbeat eval tags --live --transitions`` are
+printed per setting: top-label changes per 30 s and settle time on single files, time to
+settle after the song change on pairs.
 
-Run: ``python scripts/tune_tag_smoothing.py DIR [--max-files N]`` (DIR: audio files, e.g. a
-40-clip subset of 4Q; the raw sequences are cached in ``runs/tag_smoothing_raw.npz``).
+The shipped model has seen every 4Q clip in training, so its outputs on them are more
+confident than on new music. ``--fold-models RUN_DIR`` uses the cross-validation models of
+``onbeat train tags --folds K --keep-folds --steps 0 --run-dir RUN_DIR`` instead: each clip is
+tagged by the model that did not train on it, and pairs are drawn within one fold's test clips.
+
+Run: ``python scripts/tune_tag_smoothing.py DIR [--fold-models runs/tf2/tags] [--pairs 300]``
+(DIR: audio files, e.g. ``../shared/data/mood/mer4q/audio``; the raw sequences are cached).
 """
 
 from __future__ import annotations
@@ -21,26 +27,25 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from onbeat.models.registry import weights_path
 from onbeat.models.tagger_np import GENRES, QUADRANTS
 from onbeat.realtime.config import OnbeatConfig, TagsConfig, apply_overrides
 from onbeat.realtime.events import TagsEvent
-from onbeat.realtime.tags import TagsState
+from onbeat.realtime.tags import Tagger, TagsState
 from onbeat.training.eval_tags import (
-    MAX_SETTLE_S,
     find_audio,
     label_switch_s,
-    replay_tags,
+    song_labels,
+    switch_metrics,
     tag_stability,
 )
 
 Seq = list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]  # time, genre, quadrant, embedding
 
 
-def _raw(config: OnbeatConfig, samples: np.ndarray, rate: int, name: str) -> Seq:
-    from onbeat.realtime.sources import ArraySource
-
+def _raw(tagger: Tagger, samples: np.ndarray) -> Seq:
     out = []
-    for e in replay_tags(config, ArraySource(samples, rate, name))[0]:
+    for e in tagger.tag_array(samples):
         g, q = dict(e.genre), dict(e.mood_quadrant)
         out.append(
             (
@@ -51,6 +56,46 @@ def _raw(config: OnbeatConfig, samples: np.ndarray, rate: int, name: str) -> Seq
             )
         )
     return out
+
+
+def _groups(files: list[Path], fold_models: Path | None) -> list[tuple[Path, list[Path]]]:
+    """(model weights, the files it tags): the shipped model for all, or each CV fold's model
+    for its own test clips."""
+    if fold_models is None:
+        return [(weights_path("tags"), files)]
+    by_stem = {f.stem: f for f in files}
+    groups = []
+    for d in sorted(fold_models.glob("fold*/")):
+        names = (d / "test_clips.txt").read_text().split()
+        groups.append((d / "tags.safetensors", [by_stem[n] for n in names if n in by_stem]))
+    if not groups:
+        raise SystemExit(f"no foldK/tags.safetensors under {fold_models}")
+    return groups
+
+
+def tag_all(
+    config: OnbeatConfig, files: list[Path], fold_models: Path | None, n_pairs: int, seed: int
+) -> tuple[list[Seq], list[tuple[float, Seq]]]:
+    """Raw window sequences of every file and of ``n_pairs`` random same-group pairs."""
+    from onbeat.training.datasets import load_audio
+    from tqdm import tqdm
+
+    rate = config.audio.sample_rate_hz
+    rng = np.random.default_rng(seed)
+    groups = _groups(files, fold_models)
+    singles: list[Seq] = []
+    pairs: list[tuple[float, Seq]] = []
+    for weights, group in groups:
+        tagger = Tagger(config.tags, sample_rate_hz=rate, inline=True, weights=weights)
+        tagger.prepare()
+        audio = {f: load_audio(f, rate) for f in tqdm(group, desc=f"load {weights.parent.name}")}
+        singles += [_raw(tagger, audio[f]) for f in tqdm(group, desc="files")]
+        n = round(n_pairs * len(group) / len(files))
+        for _ in tqdm(range(n), desc="pairs"):
+            i, j = rng.choice(len(group), 2, replace=False)
+            a, b = audio[group[i]], audio[group[j]]
+            pairs.append((len(a) / rate, _raw(tagger, np.concatenate([a, b]))))
+    return singles, pairs
 
 
 def simulate(seq: Seq, tags: TagsConfig) -> list[TagsEvent]:
@@ -73,6 +118,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("directory", type=Path)
     ap.add_argument("--max-files", type=int, default=0)
+    ap.add_argument("--fold-models", type=Path, help="RUN_DIR/tags of a --keep-folds CV run")
+    ap.add_argument("--pairs", type=int, default=300, help="random song changes to simulate")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path("runs/tag_smoothing_raw.pkl"))
     ap.add_argument("--ema", default="4,6,8,12", help="comma-separated tags.ema_s values")
     ap.add_argument("--hysteresis", default="0.1,0.15,0.2", help="tags.hysteresis values")
@@ -83,32 +131,28 @@ def main() -> None:
         OnbeatConfig(),
         {"tags.enabled": "on", "tags.ema_s": 0.0, "tags.hysteresis": 0.0, "output.console": False},
     )
-    rate = config.audio.sample_rate_hz
     if args.cache.exists():
         singles, pairs = pickle.loads(args.cache.read_bytes())
     else:
-        from onbeat.training.datasets import load_audio
-        from tqdm import tqdm
-
         files = find_audio(args.directory)
         if args.max_files:
             files = files[: args.max_files]
-        audio = {f: load_audio(f, rate) for f in tqdm(files, desc="load")}
-        singles = [_raw(config, audio[f], rate, f.stem) for f in tqdm(files, desc="files")]
-        pairs = []
-        for a, b in tqdm(list(zip(files[0::2], files[1::2], strict=False)), desc="pairs"):
-            pairs.append(
-                (
-                    len(audio[a]) / rate,
-                    _raw(config, np.concatenate([audio[a], audio[b]]), rate, "p"),
-                )
-            )
+        singles, pairs = tag_all(config, files, args.fold_models, args.pairs, args.seed)
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         args.cache.write_bytes(pickle.dumps((singles, pairs)))
-    hop_s = config.tags.hop_s
+    hop_s, window_s = config.tags.hop_s, config.tags.window_s
+    own = [_own(s) for s in singles]  # each file's own labels
+    targets = [_own([w for w in s if w[0] >= b + window_s]) for b, s in pairs]
     print(f"{len(singles)} files, {len(pairs)} pairs; hop {hop_s} s")
-    print(f"{'ema_s':>5} {'hyst':>5} {'novelty':>7} {'dwell':>5}  {'chg/30s':>7} {'settle':>6} {'stable':>6}"
-          f"  {'switch':>6} {'<=6s':>5}")  # fmt: skip
+    # the bound of any smoothing: how often a song's first k windows already name its own labels
+    bound = {
+        k: np.mean([_own(s[:k]) == o for s, o in zip(singles, own, strict=True) if len(s) > k])
+        for k in (1, 2, 3, 4)
+    }
+    print("first k windows name the file's own labels: " + ", ".join(
+        f"k={k} {v:.3f}" for k, v in bound.items()))  # fmt: skip
+    print(f"{'ema_s':>5} {'hyst':>5} {'novelty':>7} {'dwell':>5}  {'chg/30s':>7}"
+          f" {'settle':>6} {'stable':>6} {'own':>5}  {'switch':>6} {'<=6s':>5} {'reach':>5}")  # fmt: skip
     grid = [
         [float(v) for v in a.split(",")]
         for a in (args.ema, args.hysteresis, args.novelty, args.dwell)
@@ -117,15 +161,29 @@ def main() -> None:
         tags = dataclasses.replace(
             config.tags, ema_s=ema_s, hysteresis=hyst, novelty=nov, dwell_s=dwell_s
         )
-        stab = [tag_stability(simulate(s, tags)) for s in singles]
-        sw = [label_switch_s(simulate(s, tags), b) for b, s in pairs]
+        shown = [simulate(s, tags) for s in singles]
+        stab = [tag_stability(e) for e in shown]
+        agree = [
+            (e[-1].top_genre, e[-1].top_quadrant) == o for e, o in zip(shown, own, strict=True)
+        ]
+        sw = switch_metrics(
+            [
+                label_switch_s(simulate(s, tags), b, t)
+                for (b, s), t in zip(pairs, targets, strict=True)
+            ]
+        )
         print(
             f"{ema_s:5.1f} {hyst:5.2f} {nov:7.2f} {dwell_s:5.1f}  "
             f"{np.mean([x.top_changes_per_30s for x in stab]):7.3f} "
             f"{np.mean([x.settle_s for x in stab]):6.2f} "
-            f"{np.mean([x.meets_targets for x in stab]):6.3f}  "
-            f"{np.nanmean(sw):6.2f} {np.mean([s <= MAX_SETTLE_S for s in sw]):5.2f}"
+            f"{np.mean([x.meets_targets for x in stab]):6.3f} {np.mean(agree):5.3f}  "
+            f"{sw['switch_s']:6.2f} {sw['switch_share']:5.2f} {sw['switch_reached']:5.2f}"
         )
+
+
+def _own(seq: Seq) -> tuple[str, str]:
+    """A file's own labels: the top of its mean raw window probabilities."""
+    return song_labels([w[1] for w in seq], [w[2] for w in seq])
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ Metrics (each only where labels exist; the report says which were skipped and wh
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -473,25 +474,70 @@ def _tag_live(config: OnbeatConfig, path: Path) -> ClipResult:
     )
 
 
-def label_switch_s(events: Sequence[TagsEvent], boundary_s: float) -> float:
-    """Seconds after ``boundary_s`` until the displayed labels become the last event's and stay.
+def label_switch_s(
+    events: Sequence[TagsEvent], boundary_s: float, target: tuple[str, str] | None = None
+) -> float:
+    """Seconds after ``boundary_s`` until the displayed labels become ``target`` and stay.
 
     The song change of a live set: the first song plays up to ``boundary_s``, the next one
-    follows without a gap. 0 when no event after the boundary shows other labels than the final
-    ones; NaN without events after the boundary.
+    follows without a gap. ``target`` is the new song's own (top genre, top quadrant), e.g.
+    :func:`song_labels` of its windows; a display that still shows the old song's labels at
+    the end never switched (``inf``). Without ``target``, the last event's labels count as the
+    new song's. 0 when every event after the boundary shows the target; NaN without events
+    after the boundary.
     """
     after = [e for e in events if e.time_s >= boundary_s]
     if not after:
         return math.nan
     final = (after[-1].top_genre, after[-1].top_quadrant)
+    if target is not None and final != target:
+        return math.inf
     other = [i for i, e in enumerate(after) if (e.top_genre, e.top_quadrant) != final]
     since = after[other[-1] + 1].time_s if other else after[0].time_s  # the last one is final
     return max(0.0, float(since) - boundary_s)
 
 
-def tag_transition(config: OnbeatConfig, first: Path, second: Path) -> float:
+def switch_metrics(switch_s: Sequence[float]) -> dict[str, float]:
+    """Summary of :func:`label_switch_s` over song changes: ``switch_s`` (median seconds;
+    ``inf`` when most never reached the new song's labels), ``switch_share`` (share settled on
+    the new song's labels within :data:`MAX_SETTLE_S`), ``switch_reached`` (share that showed
+    them by the end) and ``transitions``."""
+    x = np.asarray(switch_s, np.float64)
+    return {
+        "switch_s": float(np.median(x)),
+        "switch_share": float(np.mean(x <= MAX_SETTLE_S)),
+        "switch_reached": float(np.mean(np.isfinite(x))),
+        "transitions": float(len(x)),
+    }
+
+
+def song_labels(
+    genre: npt.ArrayLike, quadrant: npt.ArrayLike, genres: Sequence[str] = GENRES
+) -> tuple[str, str]:
+    """A song's own labels: the top genre and quadrant of its raw window probabilities
+    (rows: windows) averaged over the song, as the clip-level evaluation scores a clip."""
+    g = np.asarray(genre, np.float64).reshape(-1, len(genres)).mean(axis=0)
+    q = np.asarray(quadrant, np.float64).reshape(-1, len(QUADRANTS)).mean(axis=0)
+    return genres[int(np.argmax(g))], QUADRANTS[int(np.argmax(q))]
+
+
+def raw_tagger(config: OnbeatConfig) -> Any:
+    """A prepared inline :class:`~onbeat.realtime.tags.Tagger` with ``config``'s model, windows
+    and gate but no smoothing: each event carries one window's own outputs."""
+    from onbeat.realtime.tags import Tagger
+
+    raw = dataclasses.replace(config.tags, ema_s=0.0, hysteresis=0.0, novelty=0.0, dwell_s=0.0)
+    tagger = Tagger(raw, sample_rate_hz=config.audio.sample_rate_hz, inline=True)
+    tagger.prepare()
+    return tagger
+
+
+def tag_transition(
+    config: OnbeatConfig, first: Path, second: Path, raw: Any | None = None
+) -> float:
     """Replay ``first`` then ``second`` as one stream (no gap); :func:`label_switch_s` at the
-    boundary."""
+    boundary, towards the second song's own labels (its windows through ``raw``, a
+    :func:`raw_tagger`)."""
     from onbeat.realtime.sources import ArraySource
     from onbeat.training.datasets import load_audio
 
@@ -500,9 +546,16 @@ def tag_transition(config: OnbeatConfig, first: Path, second: Path) -> float:
         a, b = load_audio(first, rate), load_audio(second, rate)
     except Exception as exc:  # any decoder error: skip the pair
         raise OnbeatError(f"cannot read {first.name} / {second.name}: {exc}") from None
+    own = (raw or raw_tagger(config)).tag_array(b)
+    if not own:
+        raise OnbeatError(f"{second.name}: no tags (shorter than a window, or silent)")
+    target = song_labels(
+        [[dict(e.genre)[g] for g in GENRES] for e in own],
+        [[dict(e.mood_quadrant)[q] for q in QUADRANTS] for e in own],
+    )
     source = ArraySource(np.concatenate([a, b]), rate, f"{first.stem}+{second.stem}")
     events, _, _ = replay_tags(config, source)
-    return label_switch_s(events, len(a) / rate)
+    return label_switch_s(events, len(a) / rate, target)
 
 
 # --------------------------------------------------------------------------------------------
@@ -668,8 +721,8 @@ def evaluate_tags(
         Replay through the engine and use the last smoothed event (plus stability numbers).
     transitions : bool
         With ``live``, also replay consecutive pairs of files (1st+2nd, 3rd+4th, ...) as one
-        stream each and report how soon after the song change the labels settle:
-        ``switch_s`` (mean), ``switch_share`` (share within 6 s) and ``transitions``.
+        stream each and report how soon after the song change the labels settle on the new
+        song's own labels (:func:`switch_metrics`).
     progress : bool
         Show a progress bar on stderr.
 
@@ -721,16 +774,18 @@ def evaluate_tags(
 
             pairs = tqdm(pairs, desc="transitions", unit="pair")
         switch = []
+        raw = raw_tagger(config)
         for first, second in pairs:
             try:
-                switch.append(tag_transition(config, first, second))
+                switch.append(tag_transition(config, first, second, raw))
             except OnbeatError as exc:
                 _say(f"onbeat: skipped {first.name}+{second.name}: {exc}", progress)
         done = [s for s in switch if s == s]
         if done:
-            metrics["switch_s"] = float(np.mean(done))
-            metrics["switch_share"] = float(np.mean([s <= MAX_SETTLE_S for s in done]))
-            metrics["transitions"] = float(len(done))
+            metrics.update(switch_metrics(done))
+            if not math.isfinite(metrics["switch_s"]):
+                del metrics["switch_s"]
+                skipped["switch_s"] = "most song changes never reached the new song's labels"
         else:
             skipped["switch_s"] = "no pair of files could be replayed"
     return TagsEvaluation(
