@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="tags: mixup Beta(a, a) parameter for crops and targets (0: off)",
     )
     p.add_argument(
+        "--same-window",
+        type=float,
+        default=0.0,
+        help="similarity: share of positive pairs that are a degraded, shifted copy of the same "
+        "window (fingerprint-like; 0: any two windows of the track)",
+    )
+    p.add_argument(
         "--keep-folds",
         action="store_true",
         help="tags: keep each CV fold's model in RUN_DIR/tags/foldK (with --steps 0: CV only)",
@@ -511,6 +518,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             mixup=args.mixup,
             renders=args.renders,
             keep_folds=args.keep_folds,
+            same_window=args.same_window,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onbeat.models.similarity import (
     POOLS,
     SimilarityHead,
@@ -27,7 +29,7 @@ from onbeat.training.eval_similarity import (
     retrieval_recall,
     tag_precision,
 )
-from onbeat.training.similarity import fit_head, info_nce
+from onbeat.training.similarity import _shifted_pair, fit_head, info_nce
 
 SMALL = dataclasses.replace(TaggerSpec(), channels=(4, 8, 8, 8, 8), hidden=8)
 
@@ -150,6 +152,39 @@ def test_training_runs_and_resumes(tmp_path: Path) -> None:
     x = torch.randn(3, head.spec.in_dim)
     with torch.inference_mode():
         assert torch.equal(head2(x), head3(x))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_frames=st.integers(1, 400), shift=st.integers(0, 50), seed=st.integers(0, 2**31 - 1))
+def test_shifted_pair_is_two_windows_of_the_track_at_most_shift_apart(
+    n_frames: int, shift: int, seed: int
+) -> None:
+    frames = 150
+    mel = np.arange(n_frames, dtype=np.float32)[:, None] + np.zeros((1, 4), np.float32) + 1.0
+    a, b = _shifted_pair(mel, frames, shift, np.random.default_rng(seed))
+    assert a.shape == b.shape == (frames, 4)
+    # each is a crop of the track (row value = frame index + 1), zero padded past its end
+    for w in (a, b):
+        valid = w[:, 0] > 0
+        assert valid.sum() == min(frames, n_frames)
+        assert np.array_equal(w[valid, 0], w[0, 0] + np.arange(valid.sum()))
+    assert abs(a[0, 0] - b[0, 0]) <= shift
+    if shift == 0:
+        assert np.array_equal(a, b)
+
+
+def test_same_window_objective_trains(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = TagCNN(SMALL).eval()
+    aug = MelAugment(SMALL.filterbank().center_hz, 50.0, SMALL.log_mul)
+    head, losses = fit_head(
+        net, _synthetic_mels(6), aug, run_dir=tmp_path, trunk_id="tags:x", epochs=2, steps=3,
+        batch=4, starts=2, same_window=1.0, max_shift=10,
+    )  # fmt: skip
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    with torch.inference_mode():
+        z = head(torch.randn(2, head.spec.in_dim))
+    assert torch.allclose(z.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
 def test_library_uses_the_matching_head(tmp_path: Path) -> None:

@@ -43,7 +43,6 @@ import numpy.typing as npt
 import torch
 from onbeat.models.similarity import SimilarityHead, SimilaritySpec, pool_trunk, save_head
 from onbeat.models.tagger import TagCNN
-from onbeat.training.eval_similarity import query_windows
 from tqdm import tqdm
 
 __all__ = [
@@ -80,6 +79,21 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = TEMPERATURE)
     return torch.nn.functional.cross_entropy(sim, target)
 
 
+def _shifted_pair(
+    mel: F32, frames: int, max_shift: int, rng: np.random.Generator
+) -> tuple[F32, F32]:
+    """Two windows of ``frames`` whose starts differ by at most ``max_shift`` frames (zero
+    padded at the end of a short track)."""
+    top = max(0, mel.shape[0] - frames)
+    s0 = int(rng.integers(0, top + 1))
+    s1 = int(np.clip(s0 + rng.integers(-max_shift, max_shift + 1), 0, top)) if max_shift else s0
+    out = np.zeros((2, frames, mel.shape[1]), np.float32)
+    for k, s in enumerate((s0, s1)):
+        crop = mel[s : s + frames]
+        out[k, : crop.shape[0]] = crop
+    return out[0], out[1]
+
+
 def _bank(
     net: TagCNN,
     mels: Sequence[F32],
@@ -88,19 +102,21 @@ def _bank(
     starts: int,
     progress: str,
     pool: str,
+    max_shift: int = 0,
 ) -> torch.Tensor:
-    """Pooled trunk vectors ``(tracks, starts, 2, in_dim)`` of fresh views."""
+    """Pooled trunk vectors ``(tracks, starts, 2, in_dim)`` of fresh views: per start, a clean
+    or degraded window and a degraded copy, shifted by up to ``max_shift`` frames."""
     frames = net.spec.frames
     out: list[torch.Tensor] = []
     for mel in tqdm(mels, desc=progress, leave=False):
-        w = query_windows(mel, frames, starts, rng)
-        views = np.empty((starts, 2, *w.shape[1:]), np.float32)
+        views = np.empty((starts, 2, frames, mel.shape[1]), np.float32)
         for i in range(starts):
-            views[i, 0] = augment(w[i], rng) if rng.random() < P_DEGRADE else w[i]
-            views[i, 1] = augment(w[i], rng)
+            w0, w1 = _shifted_pair(mel, frames, max_shift, rng)
+            views[i, 0] = augment(w0, rng) if rng.random() < P_DEGRADE else w0
+            views[i, 1] = augment(w1, rng)
         with torch.inference_mode():
             pooled = pool_trunk(
-                net.trunk_map(torch.from_numpy(views.reshape(-1, *w.shape[1:]))), pool
+                net.trunk_map(torch.from_numpy(views.reshape(-1, frames, mel.shape[1]))), pool
             )
         out.append(pooled.reshape(starts, 2, -1).clone())
     return torch.stack(out)
@@ -121,6 +137,8 @@ def fit_head(
     starts: int = STARTS_PER_TRACK,
     hidden: int = 256,
     pool: str = "global",
+    same_window: float = 0.0,
+    max_shift: int = 0,
 ) -> tuple[SimilarityHead, list[float]]:
     """Train a head on the frozen trunk of ``net`` (resumable from ``run_dir/ckpt.pt``).
 
@@ -148,6 +166,12 @@ def fit_head(
         The head's hidden width.
     pool : str
         How the head pools the trunk map (:data:`~onbeat.models.similarity.POOLS`).
+    same_window : float
+        Share of positive pairs that are two versions of the same window (a degraded copy,
+        shifted by up to ``max_shift`` frames): a fingerprint-like objective, for finding the
+        track a window comes from. The rest pair any two windows of the track.
+    max_shift : int
+        Largest shift (frames) between the two versions of a window.
 
     Returns
     -------
@@ -190,7 +214,7 @@ def fit_head(
     b = min(batch, n)
     for epoch in range(first, epochs):
         rng = np.random.default_rng([seed, epoch])
-        bank = _bank(net, mels, augment, rng, starts, f"bank {epoch + 1}/{epochs}", pool)
+        bank = _bank(net, mels, augment, rng, starts, f"bank {epoch + 1}/{epochs}", pool, max_shift)
         head.train()
         total_loss = 0.0
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{epochs}", leave=False)
@@ -199,6 +223,9 @@ def fit_head(
             # two views of each track: any (start, version) pair except the same one twice
             i1 = torch.from_numpy(rng.integers(0, 2 * starts, b))
             i2 = (i1 + torch.from_numpy(rng.integers(1, 2 * starts, b))) % (2 * starts)
+            if same_window > 0:  # the other version of the same start
+                same = torch.from_numpy(rng.random(b) < same_window)
+                i2 = torch.where(same, i1 ^ 1, i2)
             flat = bank.reshape(n, 2 * starts, -1)
             loss = info_nce(head(flat[tr, i1]), head(flat[tr, i2]))
             opt.zero_grad()
@@ -257,6 +284,7 @@ def train_similarity(
     evaluate: bool = True,
     renders: int = 0,
     renders_root: Path = Path("data/renders"),
+    same_window: float = 0.0,
 ) -> dict[str, Any]:
     """Train the head on 4Q (minus the held-out artist fold) and real recordings, export it with
     a model card and (``evaluate``) the ``onbeat eval similarity`` numbers on 4Q.
@@ -265,10 +293,14 @@ def train_similarity(
     and POP909, drawn with ``seed``): more distinct tracks against the head's
     overfitting. ASAP is left out: its pieces come in several performances that would be
     near-duplicate negatives.
+
+    ``same_window`` > 0 makes that share of the positive pairs two versions of one window
+    (degraded, shifted by up to half the library's window hop, as a live query is): the
+    fingerprint-like objective of same-track retrieval.
     """
     from onbeat.models.registry import weights_path
     from onbeat.models.tagger import load_tagger
-    from onbeat.realtime.library import weights_id
+    from onbeat.realtime.library import WINDOW_HOP_S, weights_id
     from onbeat.training.augment import MelAugment
     from onbeat.training.eval_similarity import DEGRADATION, TEST_FOLD, TEST_FOLDS
     from onbeat.training.tags import artist_folds, mel_of, mer4q_items, teacher_items
@@ -306,17 +338,28 @@ def train_similarity(
         seed=seed,
         hidden=hidden,
         pool=pool,
+        same_window=same_window,
+        max_shift=round(WINDOW_HOP_S / 2 * spec.sample_rate_hz / spec.hop_size),
     )
     meta: dict[str, Any] = {
         "task": "similarity embedding of 3 s windows (MLP head on the frozen tagger trunk)",
         "objective": f"in-batch NT-Xent (temperature {TEMPERATURE}): positives = other windows "
-        "and degraded copies of the same track, negatives = other tracks",
+        "and degraded copies of the same track"
+        + (
+            f" ({same_window:.0%} of pairs: a degraded copy of the same window shifted by up to "
+            f"{WINDOW_HOP_S / 2:g} s)"
+            if same_window > 0
+            else ""
+        )
+        + ", negatives = other tracks",
         "data": f"4Q (research only) {len(train)} clips of {len({it.artist for it in train})} "
         f"artists (artist fold {TEST_FOLD} of {TEST_FOLDS} held out), {len(other)} "
         "Frets-on-Fire / Debian game-music recordings (1 file in 5 held out)"
         + (f", {len(extra)} rendered MIDI tracks (Groove, POP909; train split)" if extra else ""),
         "training_command": f"onbeat train similarity --epochs {epochs} --steps {steps} "
-        f"--seed {seed} --hidden {hidden}" + (f" --renders {renders}" if renders else ""),
+        f"--seed {seed} --hidden {hidden}"
+        + (f" --renders {renders}" if renders else "")
+        + (f" --same-window {same_window:g}" if same_window > 0 else ""),
         "trunk": weights_id(tagger_path),
         "architecture": f"{pool} pooling of the frozen trunk map ({head.spec.in_dim}-d) → "
         f"Linear({head.spec.hidden}) → LayerNorm → ReLU → Linear({head.spec.dim}) → unit norm; "

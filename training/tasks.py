@@ -292,6 +292,7 @@ def main_train(
     mixup: float = 0.0,
     renders: int = 0,
     keep_folds: bool = False,
+    same_window: float = 0.0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -329,6 +330,7 @@ def main_train(
             hidden=hidden or 256,
             renders=renders,
             renders_root=Path(os.environ.get("ONBEAT_RENDERS", "data/renders")),
+            same_window=same_window,
         )
         print(json.dumps({"losses": sim["losses"]}))
         return 0
