@@ -272,7 +272,7 @@ class TagsConfig:
     ema_s: float = 12.0
     hysteresis: float = 0.25
     gate_dbfs: float = -50.0
-    novelty: float = 0.5
+    novelty: float = 0.7
     dwell_s: float = 30.0
     restart_on_silence: bool = True
 
