@@ -183,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
         "window (fingerprint-like; 0: any two windows of the track)",
     )
     p.add_argument(
+        "--tag-weight",
+        type=float,
+        default=0.0,
+        help="similarity: weight of the tag-similarity term (4Q quadrant, AllMusic genres, "
+        "teacher tags; 0: off)",
+    )
+    p.add_argument(
         "--keep-folds",
         action="store_true",
         help="tags: keep each CV fold's model in RUN_DIR/tags/foldK (with --steps 0: CV only)",
@@ -519,6 +526,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             renders=args.renders,
             keep_folds=args.keep_folds,
             same_window=args.same_window,
+            tag_weight=args.tag_weight,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

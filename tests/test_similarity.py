@@ -29,7 +29,13 @@ from onbeat.training.eval_similarity import (
     retrieval_recall,
     tag_precision,
 )
-from onbeat.training.similarity import _shifted_pair, fit_head, info_nce
+from onbeat.training.similarity import (
+    _shifted_pair,
+    fit_head,
+    info_nce,
+    tag_loss,
+    tag_similarity,
+)
 
 SMALL = dataclasses.replace(TaggerSpec(), channels=(4, 8, 8, 8, 8), hidden=8)
 
@@ -173,18 +179,39 @@ def test_shifted_pair_is_two_windows_of_the_track_at_most_shift_apart(
         assert np.array_equal(a, b)
 
 
-def test_same_window_objective_trains(tmp_path: Path) -> None:
+def test_same_window_and_tag_objectives_train(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = TagCNN(SMALL).eval()
     aug = MelAugment(SMALL.filterbank().center_hz, 50.0, SMALL.log_mul)
     head, losses = fit_head(
         net, _synthetic_mels(6), aug, run_dir=tmp_path, trunk_id="tags:x", epochs=2, steps=3,
         batch=4, starts=2, same_window=1.0, max_shift=10,
+        tag_sim=tag_similarity([0, 0, 1, 1, 2, -1], [None] * 6), tag_weight=0.5,
     )  # fmt: skip
     assert len(losses) == 2 and all(np.isfinite(losses))
     with torch.inference_mode():
         z = head(torch.randn(2, head.spec.in_dim))
     assert torch.allclose(z.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_tag_similarity_averages_what_both_tracks_know() -> None:
+    g = [np.array([1.0, 0.0, 0.0]), np.array([1.0, 1.0, 0.0]), None, None]
+    sim = tag_similarity([0, 0, 1, -1], g)
+    assert sim[0, 1] == pytest.approx((1.0 + 1 / np.sqrt(2)) / 2)  # same quadrant, genre cosine
+    assert sim[0, 2] == 0.0  # quadrants differ, no genre for track 2
+    assert np.isnan(sim[0, 3]) and np.isnan(sim[3, 3])  # track 3 knows nothing
+    assert np.allclose(sim, sim.T, equal_nan=True)
+
+
+def test_tag_loss_prefers_embeddings_that_follow_the_tags() -> None:
+    # tracks 0, 1 share tags; 2, 3 share other tags
+    sim = torch.tensor(tag_similarity([0, 0, 1, 1], [None] * 4))
+    e = torch.eye(4)
+    follows = torch.nn.functional.normalize(e + e[[1, 0, 3, 2]], dim=1)  # 0~1, 2~3
+    crosses = torch.nn.functional.normalize(e + e[[2, 3, 0, 1]], dim=1)  # 0~2, 1~3
+    assert tag_loss(follows, follows, sim) < tag_loss(crosses, crosses, sim)
+    unknown = torch.full((4, 4), float("nan"))
+    assert tag_loss(follows, follows, unknown) == 0.0
 
 
 def test_library_uses_the_matching_head(tmp_path: Path) -> None:

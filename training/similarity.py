@@ -79,6 +79,66 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = TEMPERATURE)
     return torch.nn.functional.cross_entropy(sim, target)
 
 
+def tag_similarity(
+    quadrants: Sequence[int], genres: Sequence[F32 | None]
+) -> npt.NDArray[np.float32]:
+    """Tag similarity of every pair of tracks, ``(n, n)``; NaN where nothing is known.
+
+    The mean of what both tracks have: quadrant agreement (1 or 0; ``-1`` = unknown) and the
+    cosine of their genre distributions (4Q AllMusic genres and/or the teacher's soft tags).
+    """
+    n = len(quadrants)
+    q = np.asarray(quadrants)
+    total = np.zeros((n, n), np.float64)
+    count = np.zeros((n, n), np.float64)
+    known_q = q >= 0
+    both_q = known_q[:, None] & known_q[None, :]
+    total += np.where(both_q, (q[:, None] == q[None, :]).astype(np.float64), 0.0)
+    count += both_q
+    g = np.zeros((n, max((len(x) for x in genres if x is not None), default=1)), np.float64)
+    known_g = np.array([x is not None and float(np.linalg.norm(x)) > 0 for x in genres])
+    for i, x in enumerate(genres):
+        if known_g[i]:
+            g[i] = np.asarray(x, np.float64) / np.linalg.norm(x)
+    both_g = known_g[:, None] & known_g[None, :]
+    total += np.where(both_g, g @ g.T, 0.0)
+    count += both_g
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan).astype(np.float32)
+
+
+def tag_loss(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    sim: torch.Tensor,
+    temperature: float = TEMPERATURE,
+    tag_temperature: float = 0.1,
+) -> torch.Tensor:
+    """Soft-target contrastive loss between the views ``a[i]``, ``b[j]`` of distinct tracks.
+
+    For each anchor, the other tracks of the batch are ranked by embedding similarity; the
+    target distribution over them is ``softmax(sim / tag_temperature)`` of their tag
+    similarity (``sim``, NaN = unknown, left out). Rows with fewer than two known tracks do
+    not count. Tracks with similar tags end up nearer than tracks with different ones, while
+    :func:`info_nce` keeps each track nearest to itself. 0 when no row counts.
+    """
+    n = a.shape[0]
+    eye = torch.eye(n, dtype=torch.bool)
+    known = torch.isfinite(sim) & ~eye
+    rows = known.sum(dim=1) >= 2
+    if not bool(rows.any()):
+        return a.sum() * 0.0
+    target = torch.softmax(
+        torch.where(known, sim / tag_temperature, torch.full_like(sim, float("-inf"))), dim=1
+    )[rows]
+    loss = a.new_zeros(())
+    for x, y in ((a, b), (b, a)):
+        logits = (x @ y.T / temperature).masked_fill(~known, float("-inf"))
+        logp = torch.log_softmax(logits, dim=1)[rows]
+        loss = loss - (target * logp.masked_fill(~known[rows], 0.0)).sum(dim=1).mean()
+    return loss / 2
+
+
 def _shifted_pair(
     mel: F32, frames: int, max_shift: int, rng: np.random.Generator
 ) -> tuple[F32, F32]:
@@ -139,6 +199,8 @@ def fit_head(
     pool: str = "global",
     same_window: float = 0.0,
     max_shift: int = 0,
+    tag_sim: npt.NDArray[np.float32] | None = None,
+    tag_weight: float = 0.0,
 ) -> tuple[SimilarityHead, list[float]]:
     """Train a head on the frozen trunk of ``net`` (resumable from ``run_dir/ckpt.pt``).
 
@@ -172,6 +234,10 @@ def fit_head(
         track a window comes from. The rest pair any two windows of the track.
     max_shift : int
         Largest shift (frames) between the two versions of a window.
+    tag_sim : ndarray, shape (tracks, tracks), optional
+        :func:`tag_similarity` of the tracks, for the tag term.
+    tag_weight : float
+        Weight of :func:`tag_loss` (tracks with similar tags nearer) next to the InfoNCE.
 
     Returns
     -------
@@ -227,7 +293,11 @@ def fit_head(
                 same = torch.from_numpy(rng.random(b) < same_window)
                 i2 = torch.where(same, i1 ^ 1, i2)
             flat = bank.reshape(n, 2 * starts, -1)
-            loss = info_nce(head(flat[tr, i1]), head(flat[tr, i2]))
+            za, zb = head(flat[tr, i1]), head(flat[tr, i2])
+            loss = info_nce(za, zb)
+            if tag_weight > 0 and tag_sim is not None:
+                sim = torch.from_numpy(tag_sim[np.ix_(tr.numpy(), tr.numpy())])
+                loss = loss + tag_weight * tag_loss(za, zb, sim)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -251,6 +321,28 @@ def fit_head(
         )
     head.eval()
     return head, losses
+
+
+def track_tags(items: Sequence[Any], teacher_dir: Path) -> tuple[list[int], list[F32 | None]]:
+    """Per track: the 4Q quadrant (-1 unknown) and a genre distribution over the coarse genres,
+    the mean of what is known: AllMusic genres (4Q) and the teacher's soft tags (mean over the
+    file's windows)."""
+    from onbeat.training.tags import coarse_from_allmusic, teacher_targets
+
+    names_path = teacher_dir / "tags.json"
+    names = json.loads(names_path.read_text()) if names_path.exists() else None
+    quads: list[int] = []
+    genres: list[F32 | None] = []
+    for it in items:
+        parts = []
+        allmusic = coarse_from_allmusic(it.allmusic) if it.allmusic else None
+        if allmusic is not None:
+            parts.append(allmusic)
+        if it.teacher is not None and names is not None:
+            parts.append(teacher_targets(it.teacher, names)[0].mean(axis=0))
+        quads.append(int(it.quadrant))
+        genres.append(np.mean(parts, axis=0).astype(np.float32) if parts else None)
+    return quads, genres
 
 
 def render_tracks(root: Path, n: int, seed: int) -> list[Path]:
@@ -285,6 +377,7 @@ def train_similarity(
     renders: int = 0,
     renders_root: Path = Path("data/renders"),
     same_window: float = 0.0,
+    tag_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Train the head on 4Q (minus the held-out artist fold) and real recordings, export it with
     a model card and (``evaluate``) the ``onbeat eval similarity`` numbers on 4Q.
@@ -296,7 +389,9 @@ def train_similarity(
 
     ``same_window`` > 0 makes that share of the positive pairs two versions of one window
     (degraded, shifted by up to half the library's window hop, as a live query is): the
-    fingerprint-like objective of same-track retrieval.
+    fingerprint-like objective of same-track retrieval. ``tag_weight`` > 0 adds
+    :func:`tag_loss`: tracks whose 4Q quadrant, AllMusic genres and teacher soft tags agree are
+    drawn nearer (:func:`track_tags`).
     """
     from onbeat.models.registry import weights_path
     from onbeat.models.tagger import load_tagger
@@ -309,7 +404,7 @@ def train_similarity(
     tagger_path = weights_path("tags")
     net, _ = load_tagger(tagger_path)
     spec = net.spec
-    items = mer4q_items()
+    items = mer4q_items(teacher_dir=teacher_dir)
     if not items:
         raise FileNotFoundError("the 4Q mood set is not in ../shared/data/mood/mer4q")
     folds = artist_folds(items, TEST_FOLDS, seed=0)
@@ -320,6 +415,10 @@ def train_similarity(
     t0 = time.monotonic()
     paths = [it.audio for it in [*train, *other]] + extra
     mels = [mel_of(path, spec, cache_dir) for path in tqdm(paths, desc="mel")]
+    tag_sim = None
+    if tag_weight > 0:
+        quads, genres = track_tags([*train, *other], teacher_dir)
+        tag_sim = tag_similarity(quads + [-1] * len(extra), genres + [None] * len(extra))
     log.info("%d tracks' mels in %.0f s", len(mels), time.monotonic() - t0)
     augment = MelAugment(
         spec.filterbank().center_hz,
@@ -340,6 +439,8 @@ def train_similarity(
         pool=pool,
         same_window=same_window,
         max_shift=round(WINDOW_HOP_S / 2 * spec.sample_rate_hz / spec.hop_size),
+        tag_sim=tag_sim,
+        tag_weight=tag_weight,
     )
     meta: dict[str, Any] = {
         "task": "similarity embedding of 3 s windows (MLP head on the frozen tagger trunk)",
@@ -351,7 +452,13 @@ def train_similarity(
             if same_window > 0
             else ""
         )
-        + ", negatives = other tracks",
+        + ", negatives = other tracks"
+        + (
+            f"; plus {tag_weight:g} × a soft-target term ranking other tracks by tag similarity "
+            "(4Q quadrant, AllMusic genres, teacher soft tags)"
+            if tag_weight > 0
+            else ""
+        ),
         "data": f"4Q (research only) {len(train)} clips of {len({it.artist for it in train})} "
         f"artists (artist fold {TEST_FOLD} of {TEST_FOLDS} held out), {len(other)} "
         "Frets-on-Fire / Debian game-music recordings (1 file in 5 held out)"
@@ -359,7 +466,8 @@ def train_similarity(
         "training_command": f"onbeat train similarity --epochs {epochs} --steps {steps} "
         f"--seed {seed} --hidden {hidden}"
         + (f" --renders {renders}" if renders else "")
-        + (f" --same-window {same_window:g}" if same_window > 0 else ""),
+        + (f" --same-window {same_window:g}" if same_window > 0 else "")
+        + (f" --tag-weight {tag_weight:g}" if tag_weight > 0 else ""),
         "trunk": weights_id(tagger_path),
         "architecture": f"{pool} pooling of the frozen trunk map ({head.spec.in_dim}-d) → "
         f"Linear({head.spec.hidden}) → LayerNorm → ReLU → Linear({head.spec.dim}) → unit norm; "

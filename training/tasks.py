@@ -293,6 +293,7 @@ def main_train(
     renders: int = 0,
     keep_folds: bool = False,
     same_window: float = 0.0,
+    tag_weight: float = 0.0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -331,6 +332,7 @@ def main_train(
             renders=renders,
             renders_root=Path(os.environ.get("ONBEAT_RENDERS", "data/renders")),
             same_window=same_window,
+            tag_weight=tag_weight,
         )
         print(json.dumps({"losses": sim["losses"]}))
         return 0
