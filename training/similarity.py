@@ -475,10 +475,15 @@ def train_similarity(
         "losses": [round(x, 4) for x in losses],
         "params": sum(p.numel() for p in head.parameters()),
         "licence": "weights: MIT (onbeat). Trained on 4Q clips (research only) and "
-        "Debian/Frets-on-Fire recordings (CC BY-SA / MIT-style / game-data licences); uses no "
-        "tags itself, but its frozen trunk (the tags model) learnt from 4Q and from soft labels "
-        "of the musicnn MTT/MSD taggers (MagnaTagATune-derived: non-commercial). Treat these "
-        "weights as research / non-commercial. No teacher weights ship.",
+        "Debian/Frets-on-Fire recordings (CC BY-SA / MIT-style / game-data licences); "
+        + (
+            "its tag term uses the 4Q labels and soft labels of the musicnn MTT/MSD taggers, "
+            if tag_weight > 0
+            else "uses no tags itself, "
+        )
+        + "and its frozen trunk (the tags model) learnt from 4Q and from soft labels of the "
+        "musicnn MTT/MSD taggers (MagnaTagATune-derived: non-commercial). Treat these weights "
+        "as research / non-commercial. No teacher weights ship.",
     }
     result: dict[str, Any] = {"losses": losses}
     if evaluate:
