@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # A developer's own reference library (onbeat library add) must not reach the tests: the
 # library's default database lives under XDG_DATA_HOME.
-os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="onbeat-tests-data-")
+os.environ["XDG_DATA_HOME"] = _DATA_HOME = tempfile.mkdtemp(prefix="onbeat-tests-data-")
+atexit.register(shutil.rmtree, _DATA_HOME, ignore_errors=True)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
