@@ -190,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         "teacher tags; 0: off)",
     )
     p.add_argument(
+        "--consistency",
+        type=float,
+        default=0.0,
+        help="tags: weight of the agreement between two crops of one clip (0: off)",
+    )
+    p.add_argument(
         "--keep-folds",
         action="store_true",
         help="tags: keep each CV fold's model in RUN_DIR/tags/foldK (with --steps 0: CV only)",
@@ -527,6 +533,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             keep_folds=args.keep_folds,
             same_window=args.same_window,
             tag_weight=args.tag_weight,
+            consistency=args.consistency,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

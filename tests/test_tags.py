@@ -467,3 +467,28 @@ def test_fit_with_mixup_trains_and_resumes(tmp_path: Path) -> None:
     again = fit(spec, items, [], steps=3, batch=4, mixup=0.4, ckpt=ckpt)  # resumes at step 3
     for a, b in zip(again.state_dict().values(), net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_paired_batches_and_consistency_loss(tmp_path: Path) -> None:
+    """Pairs are two crops of one clip; identical outputs cost 0; ``fit`` trains with pairs."""
+    from onbeat.training.tags import consistency_loss, fit, make_batch
+
+    spec = TaggerSpec()
+    rng = np.random.default_rng(0)
+    items = [
+        TagItem(f"c{i}", tmp_path / f"c{i}.wav", "4q", f"a{i}", quadrant=i % 4,
+                mel=np.full((spec.frames + 200, spec.n_mels), float(i), np.float32))
+        for i in range(6)
+    ]  # fmt: skip
+    b = make_batch([items, []], [1.0, 0.0], 8, spec, rng, None, pairs=True)
+    assert b.mel.shape[0] == 8
+    clip = b.mel[:, 0, 0]  # each clip's mel is constant: its index
+    assert torch.equal(clip[0::2], clip[1::2]) and torch.equal(b.quadrant[0::2], b.quadrant[1::2])
+    same = {"genre": torch.randn(2, 9).repeat_interleave(2, 0),
+            "quadrant": torch.randn(2, 4).repeat_interleave(2, 0)}  # fmt: skip
+    assert float(consistency_loss(same)) == pytest.approx(0.0, abs=1e-6)
+    differ = {"genre": torch.randn(4, 9), "quadrant": torch.randn(4, 4)}
+    assert float(consistency_loss(differ)) > 0.0
+    net = fit(spec, items, [], steps=2, batch=4, mixup=0.4, consistency=1.0)
+    out = net(torch.from_numpy(items[0].mel[None, : spec.frames]))
+    assert all(torch.isfinite(v).all() for v in out.values())

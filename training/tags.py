@@ -329,16 +329,22 @@ def make_batch(
     spec: TaggerSpec,
     rng: np.random.Generator,
     augment: MelAugment | None,
+    pairs: bool = False,
 ) -> Batch:
-    """Random crops, ``shares`` of them drawn from each pool (items weighted by length)."""
+    """Random crops, ``shares`` of them drawn from each pool (items weighted by length).
+
+    With ``pairs``, each drawn item gives two crops at independent starts, next to each other
+    (rows ``2k`` and ``2k + 1``; ``batch`` must be even), for :func:`consistency_loss`.
+    """
     n = spec.frames
-    counts = rng.multinomial(batch, np.asarray(shares) / np.sum(shares))
+    per = 2 if pairs else 1
+    counts = per * rng.multinomial(batch // per, np.asarray(shares) / np.sum(shares))
     mels, gs, qs, vs = [], [], [], []
     for pool, c in zip(pools, counts, strict=True):
         if c == 0 or not pool:
             continue
         lengths = np.array([max(1, it.mel.shape[0] - n + 1) for it in pool], np.float64)  # type: ignore[union-attr]
-        for i in rng.choice(len(pool), size=c, p=lengths / lengths.sum()):
+        for i in np.repeat(rng.choice(len(pool), size=c // per, p=lengths / lengths.sum()), per):
             it = pool[i]
             assert it.mel is not None
             s = int(rng.integers(0, max(1, it.mel.shape[0] - n + 1)))
@@ -358,6 +364,18 @@ def make_batch(
         torch.tensor(qs, dtype=torch.int64),
         torch.tensor(vs, dtype=torch.float32),
     )
+
+
+def consistency_loss(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Symmetric KL between the genre and between the quadrant distributions of paired crops
+    (rows ``2k``, ``2k + 1``: two crops of one clip, :func:`make_batch` with ``pairs``): a
+    clip's windows should name the same labels, so that a song's first windows already do."""
+    total = out["genre"].new_zeros(())
+    for key in ("genre", "quadrant"):
+        logp = torch.log_softmax(out[key], 1)
+        a, b = logp[0::2], logp[1::2]
+        total = total + 0.5 * ((a.exp() * (a - b)).sum(1) + (b.exp() * (b - a)).sum(1)).mean()
+    return total
 
 
 def loss_of(out: dict[str, torch.Tensor], b: Batch) -> torch.Tensor:
@@ -398,13 +416,16 @@ def fit(
     lr: float = 2e-3,
     seed: int = 0,
     mixup: float = 0.0,
+    consistency: float = 0.0,
     ckpt: Path | None = None,
     progress: str = "train",
 ) -> TagCNN:
     """Train a :class:`TagCNN` from scratch (or resume from ``ckpt``) for ``steps`` batches.
 
-    ``mixup`` > 0 mixes each batch with a shuffled copy of itself (log-mel crops and, through
-    the loss, every target) with a weight drawn from Beta(mixup, mixup) (Zhang et al. 2018).
+    ``consistency`` > 0 draws two crops per clip and adds that weight times
+    :func:`consistency_loss`. ``mixup`` > 0 mixes each batch with a shuffled copy of itself
+    (log-mel crops and, through the loss, every target) with a weight drawn from
+    Beta(mixup, mixup) (Zhang et al. 2018).
     """
     if mixup < 0:
         raise ValueError(f"mixup must be >= 0, not {mixup}")
@@ -432,15 +453,23 @@ def fit(
     pools, shares = [labelled, unlabelled], [0.6, 0.4] if unlabelled else [1.0, 0.0]
     net.train()
     bar = tqdm(total=steps, initial=step0, desc=progress, leave=False)
+    pairs = consistency > 0
     for step in range(step0, steps):
-        b = make_batch(pools, shares, batch, spec, rng, c)
+        b = make_batch(pools, shares, batch, spec, rng, c, pairs=pairs)
         if mixup > 0:
             lam = float(rng.beta(mixup, mixup))
-            perm = torch.from_numpy(rng.permutation(len(b.mel)))
+            if pairs:  # permute whole pairs, so that a mixed pair is still two crops of one mix
+                p = rng.permutation(len(b.mel) // 2)
+                perm = torch.from_numpy(np.stack([2 * p, 2 * p + 1], 1).reshape(-1))
+            else:
+                perm = torch.from_numpy(rng.permutation(len(b.mel)))
             out = net(lam * b.mel + (1.0 - lam) * b.mel[perm])
             loss = lam * loss_of(out, b) + (1.0 - lam) * loss_of(out, permuted(b, perm))
         else:
-            loss = loss_of(net(b.mel), b)
+            out = net(b.mel)
+            loss = loss_of(out, b)
+        if pairs:
+            loss = loss + consistency * consistency_loss(out)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -593,6 +622,7 @@ def train_tags(
     seed: int = 0,
     mixup: float = 0.0,
     keep_folds: bool = False,
+    consistency: float = 0.0,
 ) -> dict[str, Any]:
     """Cross-validate by artist on 4Q, then train the shipped model on everything and export.
 
@@ -632,6 +662,7 @@ def train_tags(
                 steps=cv_steps,
                 seed=seed + f,
                 mixup=mixup,
+                consistency=consistency,
                 ckpt=run_dir / f"{key}.pt",
                 progress=key,
             )
@@ -661,6 +692,7 @@ def train_tags(
         steps=steps,
         seed=seed,
         mixup=mixup,
+        consistency=consistency,
         ckpt=run_dir / "final.pt",
         progress="final",
     )
@@ -670,7 +702,8 @@ def train_tags(
         f"{len({it.artist for it in labelled})} artists; teacher soft labels (musicnn "
         f"MSD/MTT, ISC) on 4Q and {len(unlabelled)} unlabelled real recordings",
         "training_command": f"onbeat train tags --steps {steps} --cv-steps {cv_steps}"
-        + (f" --mixup {mixup:g}" if mixup > 0 else ""),
+        + (f" --mixup {mixup:g}" if mixup > 0 else "")
+        + (f" --consistency {consistency:g}" if consistency > 0 else ""),
         "cv": f"{folds}-fold artist-disjoint cross-validation on 4Q, {cv_steps} steps per fold",
         "cv_metrics": pooled,
         "params": sum(p.numel() for p in net.parameters()),

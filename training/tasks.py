@@ -294,6 +294,7 @@ def main_train(
     keep_folds: bool = False,
     same_window: float = 0.0,
     tag_weight: float = 0.0,
+    consistency: float = 0.0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -314,6 +315,7 @@ def main_train(
             seed=seed,
             mixup=mixup,
             keep_folds=keep_folds,
+            consistency=consistency,
         )
         print(json.dumps(result))
         return 0
