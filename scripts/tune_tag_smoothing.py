@@ -38,24 +38,19 @@ from onbeat.training.eval_tags import (
     song_labels,
     switch_metrics,
     tag_stability,
+    window_probs,
 )
 
 Seq = list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]  # time, genre, quadrant, embedding
 
 
 def _raw(tagger: Tagger, samples: np.ndarray) -> Seq:
-    out = []
-    for e in tagger.tag_array(samples):
-        g, q = dict(e.genre), dict(e.mood_quadrant)
-        out.append(
-            (
-                e.time_s,
-                np.array([g[k] for k in GENRES]),
-                np.array([q[k] for k in QUADRANTS]),
-                np.array(e.embedding),
-            )
-        )
-    return out
+    events = tagger.tag_array(samples)
+    genre, quadrant = window_probs(events)
+    return [
+        (e.time_s, g, q, np.array(e.embedding))
+        for e, g, q in zip(events, genre, quadrant, strict=True)
+    ]
 
 
 def _groups(files: list[Path], fold_models: Path | None) -> list[tuple[Path, list[Path]]]:

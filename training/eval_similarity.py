@@ -64,6 +64,7 @@ __all__ = [
     "retrieval_recall",
     "tag_precision",
     "track_windows",
+    "windows_at",
 ]
 
 F32 = npt.NDArray[np.float32]
@@ -116,10 +117,9 @@ def _unit(x: npt.NDArray[Any]) -> F32:
 
 
 # ---------------------------------------------------------------------------------- windows
-def track_windows(mel: F32, frames: int, hop_frames: int) -> F32:
-    """Windows of ``frames`` every ``hop_frames`` (a short track gives one zero-padded window),
-    shape ``(n, frames, mels)``."""
-    starts = range(0, max(1, mel.shape[0] - frames + 1), hop_frames)
+def windows_at(mel: F32, starts: Sequence[int], frames: int) -> F32:
+    """Windows of ``frames`` starting at ``starts`` (zero padded past the end of ``mel``),
+    shape ``(len(starts), frames, mels)``."""
     out = np.zeros((len(starts), frames, mel.shape[1]), np.float32)
     for i, s in enumerate(starts):
         crop = mel[s : s + frames]
@@ -127,15 +127,16 @@ def track_windows(mel: F32, frames: int, hop_frames: int) -> F32:
     return out
 
 
+def track_windows(mel: F32, frames: int, hop_frames: int) -> F32:
+    """Windows of ``frames`` every ``hop_frames`` (a short track gives one zero-padded window),
+    shape ``(n, frames, mels)``."""
+    return windows_at(mel, range(0, max(1, mel.shape[0] - frames + 1), hop_frames), frames)
+
+
 def query_windows(mel: F32, frames: int, n: int, rng: np.random.Generator) -> F32:
     """``n`` windows of ``frames`` at uniformly random starts, shape ``(n, frames, mels)``."""
     top = max(0, mel.shape[0] - frames)
-    out = np.zeros((n, frames, mel.shape[1]), np.float32)
-    for i in range(n):
-        s = int(rng.integers(0, top + 1))
-        crop = mel[s : s + frames]
-        out[i, : crop.shape[0]] = crop
-    return out
+    return windows_at(mel, [int(rng.integers(0, top + 1)) for _ in range(n)], frames)
 
 
 def degrade(windows: F32, augment: Callable[[F32, np.random.Generator], F32], seed: int) -> F32:

@@ -511,6 +511,19 @@ def switch_metrics(switch_s: Sequence[float]) -> dict[str, float]:
     }
 
 
+def window_probs(
+    events: Sequence[TagsEvent],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The genre and quadrant probabilities of ``events`` as arrays, ``(windows, genres)`` and
+    ``(windows, quadrants)``, in :data:`GENRES` / :data:`QUADRANTS` order."""
+    g = [[dict(e.genre)[k] for k in GENRES] for e in events]
+    q = [[dict(e.mood_quadrant)[k] for k in QUADRANTS] for e in events]
+    return (
+        np.asarray(g, np.float64).reshape(-1, len(GENRES)),
+        np.asarray(q, np.float64).reshape(-1, len(QUADRANTS)),
+    )
+
+
 def song_labels(
     genre: npt.ArrayLike, quadrant: npt.ArrayLike, genres: Sequence[str] = GENRES
 ) -> tuple[str, str]:
@@ -549,10 +562,7 @@ def tag_transition(
     own = (raw or raw_tagger(config)).tag_array(b)
     if not own:
         raise OnbeatError(f"{second.name}: no tags (shorter than a window, or silent)")
-    target = song_labels(
-        [[dict(e.genre)[g] for g in GENRES] for e in own],
-        [[dict(e.mood_quadrant)[q] for q in QUADRANTS] for e in own],
-    )
+    target = song_labels(*window_probs(own))
     source = ArraySource(np.concatenate([a, b]), rate, f"{first.stem}+{second.stem}")
     events, _, _ = replay_tags(config, source)
     return label_switch_s(events, len(a) / rate, target)

@@ -43,6 +43,7 @@ import numpy.typing as npt
 import torch
 from onbeat.models.similarity import SimilarityHead, SimilaritySpec, pool_trunk, save_head
 from onbeat.models.tagger import TagCNN
+from onbeat.training.eval_similarity import windows_at
 from tqdm import tqdm
 
 __all__ = [
@@ -147,10 +148,7 @@ def _shifted_pair(
     top = max(0, mel.shape[0] - frames)
     s0 = int(rng.integers(0, top + 1))
     s1 = int(np.clip(s0 + rng.integers(-max_shift, max_shift + 1), 0, top)) if max_shift else s0
-    out = np.zeros((2, frames, mel.shape[1]), np.float32)
-    for k, s in enumerate((s0, s1)):
-        crop = mel[s : s + frames]
-        out[k, : crop.shape[0]] = crop
+    out = windows_at(mel, (s0, s1), frames)
     return out[0], out[1]
 
 

@@ -44,6 +44,7 @@ import torch
 from onbeat.models.tagger import GENRES, TagCNN, TaggerSpec, mood_from_quadrants, save_tagger
 from onbeat.training.augment import MelAugment
 from onbeat.training.datasets import default_data_root, load_audio
+from onbeat.training.eval_similarity import track_windows, windows_at
 from onbeat.training.tasks import _card
 from torch import nn
 
@@ -348,9 +349,7 @@ def make_batch(
             it = pool[i]
             assert it.mel is not None
             s = int(rng.integers(0, max(1, it.mel.shape[0] - n + 1)))
-            x = np.zeros((n, spec.n_mels), np.float32)
-            crop = it.mel[s : s + n]
-            x[: len(crop)] = crop
+            x = windows_at(it.mel, (s,), n)[0]
             if augment is not None:
                 x = augment(x, rng)
             g, q, v = _crop_targets(it, s, spec)
@@ -500,14 +499,7 @@ def _centres(spec: TaggerSpec) -> npt.NDArray[np.float64]:
 
 def windows_of(mel: F32, spec: TaggerSpec, hop_frames: int | None = None) -> F32:
     """Non-overlapping (or ``hop_frames``-spaced) windows of a whole clip's mel."""
-    n = spec.frames
-    hop = hop_frames or n
-    starts = range(0, max(1, mel.shape[0] - n + 1), hop)
-    out = np.zeros((len(starts), n, mel.shape[1]), np.float32)
-    for i, s in enumerate(starts):
-        crop = mel[s : s + n]
-        out[i, : len(crop)] = crop
-    return out
+    return track_windows(mel, spec.frames, hop_frames or spec.frames)
 
 
 def clip_outputs(net: TagCNN, it: TagItem, spec: TaggerSpec) -> dict[str, F32]:
