@@ -196,6 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="tags: weight of the agreement between two crops of one clip (0: off)",
     )
     p.add_argument(
+        "--bidirectional",
+        action="store_true",
+        help="beats: train the offline bidirectional teacher (pseudo-labelling; never live)",
+    )
+    p.add_argument("--init", default=None, help="beats: start from this best.pt (fine-tune)")
+    p.add_argument(
+        "--pseudo", default=None, help="beats: add the pseudo-labelled recordings in this folder"
+    )
+    p.add_argument(
+        "--pseudo-weight",
+        type=float,
+        default=1.0,
+        help="beats: crop-sampling weight of the pseudo-labelled recordings (1: by length)",
+    )
+    p.add_argument(
         "--keep-folds",
         action="store_true",
         help="tags: keep each CV fold's model in RUN_DIR/tags/foldK (with --steps 0: CV only)",
@@ -534,6 +549,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             same_window=args.same_window,
             tag_weight=args.tag_weight,
             consistency=args.consistency,
+            bidirectional=args.bidirectional,
+            init=Path(args.init) if args.init else None,
+            pseudo_dir=Path(args.pseudo) if args.pseudo else None,
+            pseudo_weight=args.pseudo_weight,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -128,9 +129,12 @@ def _batch(
     augment: Augment | None = None,
     context: int = 0,
     offbeat_weight: float = 1.0,
+    sample_weight: npt.NDArray[np.float64] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    lengths = np.array([x.shape[0] for x, _ in data], dtype=np.float64)
-    p = lengths / lengths.sum()
+    p = np.array([x.shape[0] for x, _ in data], dtype=np.float64)
+    if sample_weight is not None:
+        p = p * sample_weight
+    p = p / p.sum()
     xs, ys, ws = [], [], []
     dims, outs = data[0][0].shape[1], data[0][1].shape[1]
     for i in rng.choice(len(data), size=batch, p=p):
@@ -188,8 +192,8 @@ def fit_standardisation(
     return frames.mean(0, dtype=np.float64), frames.std(0, dtype=np.float64) + 1e-3
 
 
-def predict(net: CausalLSTM, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Sigmoid activations of one whole sequence (sequence forward, causal)."""
+def predict(net: nn.Module, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Sigmoid activations ``(frames, n_outputs)`` of one whole sequence (sequence forward)."""
     with torch.inference_mode():
         return torch.sigmoid(net(torch.from_numpy(x)[None]))[0].numpy()
 
@@ -201,12 +205,15 @@ def train(
     valid_data: Sequence[Pair],
     config: TrainConfig,
     run_dir: str | Path,
-    score: Callable[[CausalLSTM, Sequence[Pair]], float],
-    on_best: Callable[[CausalLSTM, dict[str, float]], None] | None = None,
+    score: Callable[[Any, Sequence[Pair]], float],
+    on_best: Callable[[Any, dict[str, float]], None] | None = None,
     progress: bool = True,
     augment: Augment | None = None,
     context: int = 0,
     weight_decay: float = 0.0,
+    make_net: Callable[[LSTMSpec], nn.Module] = CausalLSTM,
+    init: str | Path | None = None,
+    sample_weight: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """Train (or resume) a :class:`CausalLSTM`; returns the best validation metrics.
 
@@ -233,17 +240,33 @@ def train(
         Left-context frames the augmentation needs.
     weight_decay : float
         AdamW weight decay.
+    make_net : callable
+        Builds the network from ``spec``: :class:`CausalLSTM` (shipped models), or e.g. the
+        offline teacher :class:`onbeat.training.beat_teacher.BiLSTMTeacher`. It must have
+        ``in_mean`` / ``in_std`` buffers.
+    init : path, optional
+        A ``best.pt`` state dict of the same network to start from (fine-tuning) instead of a
+        random initialisation; the input standardisation is then kept from it.
+    sample_weight : sequence of float, optional
+        Per-sequence multiplier of the crop-sampling probability (which is otherwise
+        proportional to length), e.g. to oversample a small real-audio set.
     """
     torch.set_num_threads(max(1, torch.get_num_threads()))
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path = run / "ckpt.pt"
     _seed_all(config.seed)
-    net = CausalLSTM(spec)
-    mean, std = fit_standardisation(train_data)
-    with torch.no_grad():
-        net.in_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
-        net.in_std.copy_(torch.from_numpy(std.astype(np.float32)))
+    net = make_net(spec)
+    if init is not None:
+        net.load_state_dict(torch.load(init, weights_only=True))
+    else:
+        mean, std = fit_standardisation(train_data)
+        with torch.no_grad():
+            net.in_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+            net.in_std.copy_(torch.from_numpy(std.astype(np.float32)))
+    sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if sw is not None and (sw.shape != (len(train_data),) or not np.all(sw > 0)):
+        raise ValueError("sample_weight needs one positive weight per training sequence")
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     rng = np.random.default_rng(config.seed)
@@ -281,13 +304,14 @@ def train(
                 augment,
                 context,
                 config.offbeat_weight,
+                sw,
             )
             loss = _loss(net(x), y, pw, fw)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
             opt.step()
-            total += float(loss)
+            total += loss.item()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss):.4f}", epoch=epoch + 1)

@@ -184,7 +184,7 @@ def train_onsets(
     )
 
 
-def beat_f(net: CausalLSTM, data: Sequence[tuple[Pair, np.ndarray]]) -> float:
+def beat_f(net: Any, data: Sequence[tuple[Pair, np.ndarray]]) -> float:
     """Mean of beat-activation peak F (±70 ms) — a tracker-free proxy for epoch selection."""
     import mir_eval
     from onbeat.realtime.onset import pick_peaks_online
@@ -215,12 +215,22 @@ def train_beats(
     layers: int = 2,
     max_valid: int = 40,
     max_train: int = 0,
+    bidirectional: bool = False,
+    init: Path | None = None,
+    pseudo_dir: Path | None = None,
+    pseudo_weight: float = 1.0,
 ) -> dict[str, float]:
     """Train the causal beat/downbeat LSTM on rendered MIDI and export the best epoch.
 
     At most ``max_train`` training items (a seeded random choice; 0 = all) are used. Their
     features are memory-mapped from the cache, so the set may be larger than memory (1,776
     one-minute items are about 20 GB).
+
+    ``bidirectional`` trains the offline teacher
+    (:class:`onbeat.training.beat_teacher.BiLSTMTeacher`) instead, exported to ``export_dir``
+    as ``teacher.*``. ``init`` starts from a ``best.pt`` of the same shape. ``pseudo_dir`` adds
+    the pseudo-labelled real recordings of :mod:`onbeat.training.pseudo` (frames outside their
+    kept segments are masked), their crop-sampling probability multiplied by ``pseudo_weight``.
     """
     tr_items = render_items(render_dir, split="train")
     if 0 < max_train < len(tr_items):
@@ -231,6 +241,15 @@ def train_beats(
         raise FileNotFoundError(
             f"no rendered training data in {render_dir} (run onbeat.training.render)"
         )
+    n_renders = len(tr_items)
+    if pseudo_dir is not None:
+        from onbeat.training.pseudo import pseudo_items
+
+        extra = pseudo_items(pseudo_dir)
+        if not extra:
+            raise FileNotFoundError(f"no pseudo-labelled items in {pseudo_dir}")
+        tr_items = tr_items + extra
+    weights = [1.0] * n_renders + [pseudo_weight] * (len(tr_items) - n_renders)
     train_data = list(pairs(tr_items, cache_dir, "beats", mmap=True))
     valid = [
         (p, it.beats) for p, it in zip(pairs(va_items, cache_dir, "beats"), va_items, strict=True)
@@ -245,11 +264,18 @@ def train_beats(
         dropout=0.2,
     )
 
-    def export(net: CausalLSTM, metrics: dict[str, float]) -> None:
+    pseudo_note = (
+        f" plus {len(tr_items) - n_renders} pseudo-labelled real recordings "
+        f"({pseudo_dir}, sampling weight {pseudo_weight})"
+        if pseudo_dir is not None
+        else ""
+    )
+
+    def export(net: Any, metrics: dict[str, float]) -> None:
         meta = {
             "task": "online beat and downbeat activation (causal LSTM)",
-            "data": f"rendered MIDI (Groove, POP909, ASAP) train split, {len(tr_items)} items; "
-            f"valid split {len(va_items)} items",
+            "data": f"rendered MIDI (Groove, POP909, ASAP) train split, {n_renders} items"
+            f"{pseudo_note}; valid split {len(va_items)} items",
             "training_command": "onbeat train beats",
             "valid_peak_f": round(metrics["score"], 4),
             "epoch": metrics["epoch"],
@@ -257,9 +283,21 @@ def train_beats(
             "licence": "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
             "POP909 (MIT) and ASAP (CC BY-NC-SA 4.0: non-commercial)",
         }
+        if bidirectional:
+            from onbeat.training.beat_teacher import save_teacher
+
+            meta["task"] = "offline beat and downbeat activation (bidirectional LSTM teacher)"
+            meta["training_command"] = "onbeat train beats --bidirectional"
+            save_teacher(net, export_dir, meta)
+            return
         save_model(net, export_dir, extra=meta)
         (export_dir / "beats.md").write_text(_card("beats", meta))
 
+    make_net: Any = CausalLSTM
+    if bidirectional:
+        from onbeat.training.beat_teacher import BiLSTMTeacher
+
+        make_net = BiLSTMTeacher
     aug = gain_augment()
     return train(
         spec=spec,
@@ -272,6 +310,9 @@ def train_beats(
         augment=aug,
         context=aug.context,
         weight_decay=1e-4,
+        make_net=make_net,
+        init=init,
+        sample_weight=weights if pseudo_dir is not None else None,
     )
 
 
@@ -295,6 +336,10 @@ def main_train(
     same_window: float = 0.0,
     tag_weight: float = 0.0,
     consistency: float = 0.0,
+    bidirectional: bool = False,
+    init: Path | None = None,
+    pseudo_dir: Path | None = None,
+    pseudo_weight: float = 1.0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -370,6 +415,10 @@ def main_train(
             cache_dir=cache,
             render_dir=Path(os.environ.get("ONBEAT_RENDERS", "data/renders")),
             config=cfg,
+            bidirectional=bidirectional,
+            init=init,
+            pseudo_dir=pseudo_dir,
+            pseudo_weight=pseudo_weight,
         )
     print(json.dumps(best))
     return 0

@@ -1,0 +1,119 @@
+"""The generic LSTM training loop: learning, resume, fine-tuning, sampling weights, and the
+offline bidirectional beat teacher it also trains."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from onbeat.models.lstm import CausalLSTM, LSTMSpec
+from onbeat.training.beat_teacher import BiLSTMTeacher, load_teacher, save_teacher
+from onbeat.training.loop import TrainConfig, _batch, predict, train
+
+SPEC = LSTMSpec(name="beats", n_in=6, hidden=8, layers=1, outputs=("beat",))
+
+
+def pulse_data(n_seq=4, frames=300, period=20, seed=0):
+    """Noise features with a pulse in feature 0 every ``period`` frames; target = the pulse."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_seq):
+        x = rng.normal(0, 0.3, (frames, SPEC.n_in)).astype(np.float32)
+        y = np.zeros((frames, 1), np.float32)
+        phase = int(rng.integers(period))
+        y[phase::period, 0] = 1.0
+        x[:, 0] += 3.0 * y[:, 0]
+        out.append((x, y))
+    return out
+
+
+def pulse_score(net, data):
+    """Mean activation on the pulse frames minus elsewhere."""
+    d = []
+    for x, y in data:
+        a = predict(net, x)[:, 0]
+        d.append(a[y[:, 0] == 1].mean() - a[y[:, 0] == 0].mean())
+    return float(np.mean(d))
+
+
+CFG = TrainConfig(epochs=3, steps_per_epoch=60, batch_size=4, crop_frames=100, lr=1e-2)
+
+
+def test_train_learns_resumes_and_fine_tunes(tmp_path):
+    data = pulse_data()
+    best = train(
+        spec=SPEC, train_data=data, valid_data=data, config=CFG, run_dir=tmp_path / "a",
+        score=pulse_score, progress=False,
+    )  # fmt: skip
+    assert best["score"] > 0.6  # the pulse frames stand out after 180 steps
+    log = [json.loads(line) for line in (tmp_path / "a" / "train.log").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    # the same command again resumes at the end: no further epoch is logged
+    again = train(
+        spec=SPEC, train_data=data, valid_data=data, config=CFG, run_dir=tmp_path / "a",
+        score=pulse_score, progress=False,
+    )  # fmt: skip
+    assert again == best
+    assert len((tmp_path / "a" / "train.log").read_text().splitlines()) == 3
+    # fine-tuning starts from the given weights: its first epoch already scores like the end
+    cold = train(
+        spec=SPEC, train_data=data, valid_data=data, config=CFG.__class__(
+            epochs=1, steps_per_epoch=1, batch_size=4, crop_frames=100, lr=1e-5
+        ), run_dir=tmp_path / "cold", score=pulse_score, progress=False,
+    )  # fmt: skip
+    warm = train(
+        spec=SPEC, train_data=data, valid_data=data, config=CFG.__class__(
+            epochs=1, steps_per_epoch=1, batch_size=4, crop_frames=100, lr=1e-5
+        ), run_dir=tmp_path / "warm", score=pulse_score, progress=False,
+        init=tmp_path / "a" / "best.pt",
+    )  # fmt: skip
+    assert warm["score"] > best["score"] - 0.05
+    assert warm["score"] > cold["score"] + 0.2
+
+
+def test_sample_weight_moves_the_crops():
+    # two sequences told apart by their features: 0s and 1s
+    data = [
+        (np.zeros((200, 3), np.float32), np.zeros((200, 1), np.float32)),
+        (np.ones((200, 3), np.float32), np.zeros((200, 1), np.float32)),
+    ]
+    rng = np.random.default_rng(0)
+    x, _, _ = _batch(data, rng, 400, 50)
+    share_even = float(x[:, 0, 0].mean())
+    x, _, _ = _batch(data, rng, 400, 50, sample_weight=np.array([1.0, 9.0]))
+    share_weighted = float(x[:, 0, 0].mean())
+    assert 0.4 < share_even < 0.6
+    assert 0.85 < share_weighted < 0.95
+    with pytest.raises(ValueError, match="sample_weight"):
+        train(
+            spec=SPEC, train_data=pulse_data(2), valid_data=[], config=CFG, run_dir="unused",
+            score=pulse_score, progress=False, sample_weight=[1.0],
+        )  # fmt: skip
+
+
+def test_teacher_is_bidirectional_trains_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    spec = LSTMSpec(name="beats", n_in=6, hidden=5, layers=2, outputs=("beat", "downbeat"))
+    net = BiLSTMTeacher(spec).eval()
+    x = np.random.default_rng(1).normal(size=(120, 6)).astype(np.float32)
+    a = predict(net, x)
+    x2 = x.copy()
+    x2[100:] += 5.0  # change only the future of frames 0-99
+    assert np.abs(predict(net, x2)[90:100] - a[90:100]).max() > 1e-4  # it sees the future
+    causal = CausalLSTM(spec).eval()
+    c = predict(causal, x)
+    assert np.abs(predict(causal, x2)[:100] - c[:100]).max() == 0.0  # the live model does not
+
+    data = [(x0, np.concatenate([y0, y0], axis=1)) for x0, y0 in pulse_data()]
+    best = train(
+        spec=spec, train_data=data, valid_data=data, config=CFG, run_dir=tmp_path / "t",
+        score=pulse_score, progress=False, make_net=BiLSTMTeacher,
+    )  # fmt: skip
+    assert best["score"] > 0.6
+    trained = BiLSTMTeacher(spec)
+    trained.load_state_dict(torch.load(tmp_path / "t" / "best.pt", weights_only=True))
+    save_teacher(trained.eval(), tmp_path / "export", {"valid_peak_f": best["score"]})
+    loaded = load_teacher(tmp_path / "export")
+    np.testing.assert_allclose(predict(loaded, x), predict(trained.eval(), x), atol=1e-6)
+    meta = json.loads((tmp_path / "export" / "teacher.json").read_text())
+    assert meta["spec"]["hidden"] == 5 and meta["valid_peak_f"] == best["score"]
