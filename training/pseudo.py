@@ -105,6 +105,29 @@ def activation_beats(act: npt.NDArray[np.float32]) -> F64:
     return np.asarray(frames, dtype=np.float64) / FPS
 
 
+def tracker_beats(act: npt.NDArray[np.float32]) -> F64:
+    """onbeat's own tracker (the live one, causal) over ``(frames, 2)`` beat/downbeat
+    activations at ``FPS`` frames/s, with the live dating: frame k is at ``k / FPS`` s."""
+    import dataclasses
+
+    from onbeat.realtime.config import OnbeatConfig
+    from onbeat.realtime.stages import StreamContext
+    from onbeat.realtime.tracker import BeatTracker
+
+    sr, hop = 44100, round(44100 / FPS)
+    cfg = OnbeatConfig().tracker
+    tracker = BeatTracker(
+        dataclasses.replace(cfg, input_latency_s=cfg.input_latency_s + hop / sr), hop_size=hop
+    )
+    tracker.prepare(StreamContext(sample_rate_hz=sr, hop_size=hop))
+    frame = np.zeros(2, dtype=np.float32)
+    out = []
+    for k in range(act.shape[0]):
+        frame[:] = act[k, :2]
+        out.extend(e.time_s for e in tracker.process(frame, (k + 1) * hop) if e.type == "beat")
+    return np.asarray(out, dtype=np.float64)
+
+
 def audio_beats(audio: npt.NDArray[np.float32], sample_rate_hz: int) -> F64:
     """librosa's own tracker on the audio's onset strength (tracker B)."""
     import librosa
