@@ -4,8 +4,9 @@
 For every file of a set: the teacher's activation (``onbeat train beats --bidirectional``), the
 shipped causal model's activation for comparison, each decoded offline by
 :func:`onbeat.training.pseudo.activation_beats` (dynamic programming over the whole file), and
-mir_eval F (±70 ms), CMLt and AMLt against the annotations. With ``--agree`` it also applies
-the pseudo-labelling agreement rule (teacher vs librosa on the audio) and reports how much is
+mir_eval F (±70 ms), CMLt and AMLt against the annotations. With ``--agree`` it also labels
+the file exactly as ``python -m onbeat.training.pseudo --teacher-model`` would (the teacher
+decoded by onbeat's tracker, ``--partner`` and ``--skip-s`` as there) and reports how much is
 kept and how right the kept part is: a teacher is only useful if the kept beats are at the
 annotated metrical level.
 
@@ -51,22 +52,18 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, required=True, help="folder with teacher.safetensors")
     ap.add_argument("--set", default="fof", choices=("fof", "renders-valid", "renders-test"))
     ap.add_argument("--max-files", type=int, default=0)
-    ap.add_argument("--agree", action="store_true", help="also apply the agreement rule")
+    ap.add_argument("--agree", action="store_true", help="also apply the labelling rule")
+    ap.add_argument("--partner", default="audio", help="labelling rule: see training/pseudo.py")
+    ap.add_argument("--skip-s", type=float, default=0.0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     import torch
     from onbeat.models.lstm import torch_from_arrays
     from onbeat.models.registry import load_lstm
     from onbeat.training.beat_teacher import load_teacher
-    from onbeat.training.datasets import cached_features, fof_items, load_audio, render_items
+    from onbeat.training.datasets import cached_features, fof_items, render_items
     from onbeat.training.loop import predict
-    from onbeat.training.pseudo import (
-        PseudoConfig,
-        activation_beats,
-        agreeing_segments,
-        audio_beats,
-        tracker_beats,
-    )
+    from onbeat.training.pseudo import PseudoConfig, activation_beats, label_file, tracker_beats
 
     torch.set_num_threads(1)
     teacher = load_teacher(args.teacher)
@@ -80,23 +77,21 @@ def main() -> None:
     if args.max_files:
         items = items[: args.max_files]
     rows = []
+    cache = ROOT / "data" / "cache"
     for it in items:
-        x = np.ascontiguousarray(cached_features(it.audio, ROOT / "data" / "cache"))
+        x = np.ascontiguousarray(cached_features(it.audio, cache))
         row: dict = {"name": it.name}
         for who, net in (("teacher", teacher), ("shipped", student)):
             act = predict(net, x)
             det = activation_beats(act[:, 0])
             row[who] = scores(it.beats, det)
             row[who + "_tracker"] = scores(it.beats, tracker_beats(act))
-            if who == "teacher":
-                teacher_det = det
-        if args.agree:
-            dur = x.shape[0] / 100.0
-            b = audio_beats(load_audio(it.audio), 44100)
-            keep = agreeing_segments(teacher_det, b, dur, PseudoConfig())
+        if args.agree:  # the labels pseudo.py would write for this file
+            config = PseudoConfig(partner=args.partner, skip_s=args.skip_s)
+            labels, keep, dur = label_file(it.audio, teacher, cache, config, "tracker")
             kept_s = float((keep[:, 1] - keep[:, 0]).sum()) if keep.size else 0.0
             row["kept_share"] = kept_s / dur
-            ref_in, det_in = inside(it.beats, keep), inside(teacher_det, keep)
+            ref_in, det_in = inside(it.beats, keep), inside(labels, keep)
             row["kept_f"] = scores(ref_in, det_in)["f"] if ref_in.size > 3 else float("nan")
         rows.append(row)
         extra = (

@@ -295,3 +295,26 @@ def test_pseudo_label_agreement_windows():
     keep = agreeing_segments(a, b, 30.0, PseudoConfig(window_s=8.0, hop_s=2.0))
     assert keep.tolist() == [[0.0, 12.0], [20.0, 30.0]]
     assert agreeing_segments(a, a + 0.25, 30.0, PseudoConfig()).shape == (0, 2)
+
+
+def test_pseudo_label_rules_and_tracker_decoding():
+    from onbeat.training.pseudo import PseudoConfig, agreeing_segments, tracker_beats
+
+    a = np.arange(0.0, 30.0, 0.5)
+    # "none": every window with enough beats is kept, whatever the partner says; skip_s masks
+    keep = agreeing_segments(a, a + 0.25, 30.0, PseudoConfig(partner="none", skip_s=4.0))
+    assert keep.tolist() == [[4.0, 30.0]]
+    sparse = a[(a < 10.0) | (a >= 20.0)]  # the middle of a gap with no beats is not kept
+    keep = agreeing_segments(sparse, sparse, 30.0, PseudoConfig(partner="none"))
+    assert keep.tolist() == [[0.0, 14.0], [16.0, 30.0]]  # 8 s windows with >= 6 beats
+    with pytest.raises(ValueError, match="partner"):
+        PseudoConfig(partner="madmom")
+    # the live tracker over a clean 120 BPM activation (frame k dated k / 100 s) finds the grid
+    act = np.zeros((3000, 2), np.float32)
+    act[::50, 0] = 1.0
+    act[::200, 1] = 1.0
+    beats = tracker_beats(act)
+    late = beats[beats > 10.0]
+    assert late.size > 30
+    assert np.abs(late - np.round(late * 2) / 2).max() < 0.015  # on the 0.5 s grid
+    assert np.allclose(np.diff(late), 0.5, atol=0.015)

@@ -37,6 +37,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +46,8 @@ from onbeat.training.datasets import FPS, Item, cached_features, load_audio
 log = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
+
+PARTNERS = ("audio", "dp", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,18 +62,28 @@ class PseudoConfig:
         Minimum F-measure (±70 ms) between the two trackers in a window.
     min_beats : int
         Each tracker needs this many beats in a window.
+    partner : str
+        What the labels must agree with: ``"audio"`` (librosa's tracker on the audio),
+        ``"dp"`` (DP decoding of the same activation: the activation is unambiguous) or
+        ``"none"`` (keep every window with enough beats).
+    skip_s : float
+        Seconds masked at the start of every file, while a causal decoder locks.
     """
 
     window_s: float = 8.0
     hop_s: float = 2.0
     min_f: float = 0.9
     min_beats: int = 6
+    partner: str = "audio"
+    skip_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not (1.0 <= self.window_s <= 60.0 and 0.1 <= self.hop_s <= self.window_s):
             raise ValueError("need 1 <= window_s <= 60 and 0.1 <= hop_s <= window_s")
         if not (0.0 < self.min_f <= 1.0) or self.min_beats < 2:
             raise ValueError("need 0 < min_f <= 1 and min_beats >= 2")
+        if self.partner not in PARTNERS or not 0.0 <= self.skip_s <= 60.0:
+            raise ValueError(f"partner must be one of {PARTNERS}, 0 <= skip_s <= 60")
 
 
 def agreeing_segments(a: F64, b: F64, duration_s: float, config: PseudoConfig) -> F64:
@@ -78,13 +91,13 @@ def agreeing_segments(a: F64, b: F64, duration_s: float, config: PseudoConfig) -
     import mir_eval
 
     keep: list[list[float]] = []
-    t = 0.0
+    t = config.skip_s
     while t + config.window_s <= duration_s + 1e-9:
         lo, hi = t, t + config.window_s
         wa = a[(a >= lo) & (a < hi)]
         wb = b[(b >= lo) & (b < hi)]
         if len(wa) >= config.min_beats and len(wb) >= config.min_beats:
-            f = mir_eval.onset.f_measure(wa, wb, window=0.07)[0]
+            f = 1.0 if config.partner == "none" else mir_eval.onset.f_measure(wa, wb, 0.07)[0]
             if f >= config.min_f:
                 if keep and keep[-1][1] >= lo:
                     keep[-1][1] = hi
@@ -138,17 +151,25 @@ def audio_beats(audio: npt.NDArray[np.float32], sample_rate_hz: int) -> F64:
 
 
 def label_file(
-    audio_path: Path, net: object, cache_dir: Path, config: PseudoConfig
+    audio_path: Path, net: object, cache_dir: Path, config: PseudoConfig, decoder: str = "dp"
 ) -> tuple[F64, F64, float]:
-    """``(beats_s, keep_segments, duration_s)`` for one recording."""
+    """``(beats_s, keep_segments, duration_s)`` for one recording.
+
+    ``net`` gives the activation; ``decoder`` turns it into the labels: ``"dp"``
+    (:func:`activation_beats`) or ``"tracker"`` (:func:`tracker_beats`).
+    """
     from onbeat.training.loop import predict
 
     x = cached_features(audio_path, cache_dir)
-    act = predict(net, np.ascontiguousarray(x))[:, 0]  # type: ignore[arg-type]
+    act = predict(net, np.ascontiguousarray(x))  # type: ignore[arg-type]
     duration_s = x.shape[0] / FPS
-    a = activation_beats(act)
-    audio = load_audio(audio_path)
-    b = audio_beats(audio, 44100)
+    a = tracker_beats(act) if decoder == "tracker" else activation_beats(act[:, 0])
+    if config.partner == "audio":
+        b = audio_beats(load_audio(audio_path), 44100)
+    elif config.partner == "dp" and decoder != "dp":
+        b = activation_beats(act[:, 0])
+    else:
+        b = a
     return a, agreeing_segments(a, b, duration_s, config), duration_s
 
 
@@ -201,6 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher", type=Path, default=Path("data/teacher"))
     ap.add_argument("--cache", type=Path, default=Path("data/cache"))
     ap.add_argument("--max-files", type=int, default=0, help="per set (0: all)")
+    ap.add_argument(
+        "--teacher-model",
+        type=Path,
+        default=None,
+        help="a bidirectional teacher (onbeat train beats --bidirectional --export DIR), decoded "
+        "by onbeat's tracker; default: the shipped causal model, decoded by DP",
+    )
+    ap.add_argument("--partner", default="audio", choices=PARTNERS)
+    ap.add_argument("--skip-s", type=float, default=0.0, help="mask the first seconds")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
@@ -209,9 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     torch.set_num_threads(1)
-    spec, arrays, meta = load_lstm("beats")
-    net = torch_from_arrays(spec, arrays).eval()
-    config = PseudoConfig()
+    if args.teacher_model is not None:
+        from onbeat.training.beat_teacher import load_teacher
+
+        net: Any = load_teacher(args.teacher_model)
+        meta = json.loads((args.teacher_model / "teacher.json").read_text())
+        decoder = "tracker"
+    else:
+        spec, arrays, meta = load_lstm("beats")
+        net = torch_from_arrays(spec, arrays).eval()
+        decoder = "dp"
+    config = PseudoConfig(partner=args.partner, skip_s=args.skip_s)
     manifest_path = args.out / "manifest.json"
     rows = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
     done = {(r["set"], r["name"]) for r in rows}
@@ -225,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             if (set_name, name) in done:
                 continue
             try:
-                beats, keep, dur = label_file(path, net, args.cache, config)
+                beats, keep, dur = label_file(path, net, args.cache, config, decoder)
             except Exception as exc:  # a corrupt file: skip it, keep the rest
                 log.warning("skipped %s: %s", path, exc)
                 continue
@@ -241,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     "duration_s": round(dur, 2),
                     "kept_s": round(kept, 2),
                     "teacher_model": str(meta.get("training_command", "")),
+                    "decoder": decoder,
+                    "partner": config.partner,
                 }
             )
             done.add((set_name, name))
