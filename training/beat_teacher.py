@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from onbeat.models.streaming import LSTMSpec
+from onbeat.models.lstm import CausalLSTM, LSTMSpec
 from torch import nn
 
 __all__ = ["BiLSTMTeacher", "load_teacher", "save_teacher"]
 
 
-class BiLSTMTeacher(nn.Module):
-    """Standardise, stacked bidirectional LSTM, linear read-out (logits).
+class BiLSTMTeacher(CausalLSTM):
+    """:class:`CausalLSTM` (standardise, stacked LSTM, linear read-out) made bidirectional.
 
     Parameters
     ----------
@@ -35,15 +35,8 @@ class BiLSTMTeacher(nn.Module):
         Shapes and output names (``hidden`` units per direction).
     """
 
-    in_mean: torch.Tensor
-    in_std: torch.Tensor
-
     def __init__(self, spec: LSTMSpec) -> None:
-        super().__init__()
-        self.spec = spec
-        self.register_buffer("in_mean", torch.zeros(spec.n_in))
-        self.register_buffer("in_std", torch.ones(spec.n_in))
-        self.drop = nn.Dropout(spec.dropout)
+        super().__init__(spec)
         self.lstm = nn.LSTM(
             spec.n_in,
             spec.hidden,
@@ -54,11 +47,13 @@ class BiLSTMTeacher(nn.Module):
         )
         self.head = nn.Linear(2 * spec.hidden, len(spec.outputs))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(batch, frames, n_outputs)`` of ``x`` ``(batch, frames, n_in)``."""
-        z = self.drop((x - self.in_mean) / self.in_std)
-        h, _ = self.lstm(z)
-        return self.head(self.drop(h))
+    def step(self, x: torch.Tensor, state: Any) -> Any:
+        """Not available: a bidirectional network cannot stream."""
+        raise NotImplementedError("the bidirectional teacher runs offline only")
+
+    def export_arrays(self) -> Any:
+        """Not available: the teacher is never exported for the live engine."""
+        raise NotImplementedError("the bidirectional teacher is never shipped")
 
 
 def save_teacher(net: BiLSTMTeacher, directory: str | Path, extra: dict[str, Any]) -> Path:
