@@ -27,7 +27,7 @@ import torch
 from onbeat.models.streaming import LSTMSpec, NumbaLSTM, load_model
 from torch import nn
 
-__all__ = ["CausalLSTM", "LSTMSpec", "NumbaLSTM", "load_model", "save_model"]
+__all__ = ["CausalLSTM", "LSTMSpec", "NumbaLSTM", "load_model", "save_model", "torch_state"]
 
 State = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -136,13 +136,17 @@ def save_model(net: CausalLSTM, directory: str | Path, extra: dict[str, Any] | N
     return path
 
 
-def torch_from_arrays(spec: LSTMSpec, arrays: dict[str, npt.NDArray[np.float32]]) -> CausalLSTM:
-    """Rebuild the torch module from a saved file's ``torch.*`` entries."""
-    net = CausalLSTM(spec)
-    state = {
+def torch_state(arrays: dict[str, npt.NDArray[np.float32]]) -> dict[str, torch.Tensor]:
+    """The torch state dict kept in a saved file's ``torch.*`` entries."""
+    return {
         k[len("torch.") :]: torch.from_numpy(np.array(v))
         for k, v in arrays.items()
         if k.startswith("torch.")
     }
-    net.load_state_dict(state)
+
+
+def torch_from_arrays(spec: LSTMSpec, arrays: dict[str, npt.NDArray[np.float32]]) -> CausalLSTM:
+    """Rebuild the torch module from a saved file's ``torch.*`` entries."""
+    net = CausalLSTM(spec)
+    net.load_state_dict(torch_state(arrays))
     return net

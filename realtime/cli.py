@@ -211,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="beats: crop-sampling weight of the pseudo-labelled recordings (1: by length)",
     )
     p.add_argument(
+        "--aug-copies",
+        type=int,
+        default=0,
+        help="onsets: audio-augmented copies of each training recording (speed, room, mic, "
+        "EQ, noise; written once to data/bock_aug)",
+    )
+    p.add_argument(
         "--keep-folds",
         action="store_true",
         help="tags: keep each CV fold's model in RUN_DIR/tags/foldK (with --steps 0: CV only)",
@@ -553,6 +560,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             init=Path(args.init) if args.init else None,
             pseudo_dir=Path(args.pseudo) if args.pseudo else None,
             pseudo_weight=args.pseudo_weight,
+            aug_copies=args.aug_copies,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

@@ -111,6 +111,43 @@ def test_augment_is_seeded_bounded_and_causal():
             assert np.max(np.abs(y[: sr - 1])) < 1e-6
 
 
+def test_augmented_copies_scale_labels_with_speed_and_are_reused(tmp_path):
+    sr = 44100
+    clicks_s = np.array([0.5, 1.25, 2.0, 2.6, 3.3])
+    x = np.zeros(4 * sr, np.float32)
+    for t in clicks_s:
+        i = round(t * sr)
+        x[i : i + 400] = np.hanning(800)[400:] * np.sign(np.sin(np.arange(400) * 0.3))
+    wav = tmp_path / "src.wav"
+    sf.write(wav, x, sr)
+    item = D.Item("src", wav, None, None, clicks_s, "fold 0", "bock")
+    out = tmp_path / "aug"
+    copies = D.augmented_items([item], out, 3, seed=7)
+    assert [c.name for c in copies] == ["src__aug0", "src__aug1", "src__aug2"]
+    assert all(c.split == "fold 0" and c.set == "bock aug" for c in copies)
+    for c in copies:
+        y = D.load_audio(c.audio)
+        speed = clicks_s[-1] / c.onsets[-1]
+        assert 0.9 <= speed <= 1.1
+        np.testing.assert_allclose(c.onsets, clicks_s / speed, atol=2e-6)
+        assert abs(y.size - x.size / speed) < 2
+        # every labelled click is the loudest moment of its neighbourhood in the copy
+        env = np.abs(y)
+        for t in c.onsets:
+            i = round(t * sr)
+            assert np.max(env[i : i + 400]) > 3 * np.median(env[max(0, i - 4000) : i - 200]) + 1e-6
+    speeds = {round(float(clicks_s[-1] / c.onsets[-1]), 6) for c in copies}
+    assert len(speeds) == 3  # different draws per copy
+    # reused, not rewritten; and a fresh folder gets identical copies
+    mtimes = [c.audio.stat().st_mtime_ns for c in copies]
+    again = D.augmented_items([item], out, 3, seed=7)
+    assert [c.audio.stat().st_mtime_ns for c in again] == mtimes
+    other = D.augmented_items([item], tmp_path / "aug2", 1, seed=7)
+    assert np.array_equal(D.load_audio(other[0].audio), D.load_audio(copies[0].audio))
+    with pytest.raises(ValueError, match="copies"):
+        D.augmented_items([item], out, -1)
+
+
 # ------------------------------------------------------------------------------ features
 
 
@@ -318,3 +355,16 @@ def test_pseudo_label_rules_and_tracker_decoding():
     assert late.size > 30
     assert np.abs(late - np.round(late * 2) / 2).max() < 0.015  # on the 0.5 s grid
     assert np.allclose(np.diff(late), 0.5, atol=0.015)
+
+
+def test_pseudo_file_lists_need_no_musicnn_labels(tmp_path):
+    from onbeat.training.pseudo import teacher_audio
+
+    # labels of the tagger's teacher, when present, decide the list
+    (tmp_path / "mer4q").mkdir()
+    np.savez(tmp_path / "mer4q" / "a.npz", audio=np.array("/x/a.opus"))
+    assert teacher_audio(tmp_path, "mer4q") == [Path("/x/a.opus")]
+    # without them: the set's own files (the 4Q clips under ../shared/data)
+    _need_shared_data()
+    files = teacher_audio(tmp_path / "none", "mer4q")
+    assert len(files) > 500 and all(f.suffix == ".opus" and f.exists() for f in files)

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from onbeat.models.lstm import CausalLSTM, LSTMSpec
+from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
 from onbeat.training.beat_teacher import BiLSTMTeacher, load_teacher, save_teacher
-from onbeat.training.loop import TrainConfig, _batch, predict, train
+from onbeat.training.loop import TrainConfig, _batch, load_init_state, predict, train
 
 SPEC = LSTMSpec(name="beats", n_in=6, hidden=8, layers=1, outputs=("beat",))
 
@@ -69,6 +69,41 @@ def test_train_learns_resumes_and_fine_tunes(tmp_path):
     )  # fmt: skip
     assert warm["score"] > best["score"] - 0.05
     assert warm["score"] > cold["score"] + 0.2
+
+
+def test_fine_tune_from_an_exported_model_equals_from_its_checkpoint(tmp_path):
+    torch.manual_seed(1)
+    net = CausalLSTM(SPEC)
+    with torch.no_grad():
+        net.in_mean.fill_(0.25)
+        net.in_std.fill_(2.0)
+    torch.save(net.state_dict(), tmp_path / "best.pt")
+    exported = save_model(net, tmp_path / "export")
+    a, b = load_init_state(tmp_path / "best.pt"), load_init_state(exported)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    cfg = TrainConfig(epochs=1, steps_per_epoch=5, batch_size=4, crop_frames=100, lr=1e-3)
+    runs = []
+    for name, init in (("pt", tmp_path / "best.pt"), ("st", exported)):
+        runs.append(
+            train(
+                spec=SPEC,
+                train_data=pulse_data(),
+                valid_data=pulse_data(),
+                config=cfg,
+                run_dir=tmp_path / name,
+                score=pulse_score,
+                progress=False,
+                init=init,
+            )
+        )
+    assert runs[0]["score"] == runs[1]["score"]
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, np.float32)}, str(tmp_path / "empty.safetensors"))
+    with pytest.raises(ValueError, match="no torch state"):
+        load_init_state(tmp_path / "empty.safetensors")
 
 
 def test_sample_weight_moves_the_crops():

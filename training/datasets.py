@@ -35,6 +35,7 @@ __all__ = [
     "HOP",
     "SAMPLE_RATE",
     "Item",
+    "augmented_items",
     "beat_targets",
     "bock_folds",
     "bock_items",
@@ -203,6 +204,78 @@ def bock_items(root: str | Path | None = None, folds: Iterable[int] | None = Non
                 continue
             out.append(Item(name, audio[name], None, None, read_times(ann), f"fold {k}", "bock"))
     return out
+
+
+def augmented_items(
+    items: Iterable[Item],
+    out_dir: str | Path,
+    copies: int,
+    *,
+    seed: int = 0,
+    speed: tuple[float, float] = (0.9, 1.1),
+) -> list[Item]:
+    """Audio-domain augmented copies of onset-labelled items, written once and reused.
+
+    Each copy plays the recording at a random speed (resampled with soxr, so tempo and pitch
+    change together and every onset time is divided by the speed), then applies the renderer's
+    microphone chain (:func:`onbeat.training.render.augment`: room reverb, microphone band-pass
+    and presence peak, EQ tilt, soft clipping, coloured or babble noise at 10-40 dB SNR, level).
+    None of these moves an attack in time, so the scaled labels stay exact.
+
+    Parameters
+    ----------
+    items : iterable of Item
+        Items with onset labels (e.g. :func:`bock_items` of the training folds).
+    out_dir : path
+        ``NAME__augK.flac`` and ``NAME__augK.onsets`` go here. A copy whose two files exist is
+        reused, so an interrupted run continues where it stopped and the copies are identical
+        from run to run (the random draw depends only on ``seed``, the name and ``K``).
+    copies : int
+        Copies per item (0: none).
+    seed : int
+        Base seed.
+    speed : (float, float)
+        Range of the playback-speed factor.
+
+    Returns
+    -------
+    list of Item
+        One per copy, ``split`` and ``set`` taken from the source with ``" aug"`` appended to
+        the set name.
+    """
+    from onbeat.training.render import augment
+
+    if copies < 0:
+        raise ValueError(f"copies = {copies} must be >= 0")
+    lo, hi = speed
+    if not 0.5 <= lo <= hi <= 2.0:
+        raise ValueError(f"speed range {speed} must satisfy 0.5 <= low <= high <= 2")
+    out = Path(out_dir)
+    result = []
+    for it in items:
+        if it.onsets is None:
+            raise ValueError(f"{it.name}: augmented copies need onset labels")
+        for k in range(copies):
+            name = f"{it.name}__aug{k}"
+            wav, ann = out / f"{name}.flac", out / f"{name}.onsets"
+            if not (wav.exists() and ann.exists()):
+                key = hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:12]
+                rng = np.random.default_rng(int(key, 16))
+                s = float(rng.uniform(lo, hi))
+                x = load_audio(it.audio)
+                if abs(s - 1.0) > 1e-6:
+                    import soxr
+
+                    x = soxr.resample(x, SAMPLE_RATE * s, SAMPLE_RATE, quality="HQ")
+                y, _ = augment(x, SAMPLE_RATE, rng)
+                onsets = np.asarray(it.onsets, dtype=np.float64) / s
+                out.mkdir(parents=True, exist_ok=True)
+                tmp = out / f".{name}.{os.getpid()}.tmp.flac"
+                sf.write(tmp, y, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+                ann.write_text("".join(f"{t:.6f}\n" for t in onsets))
+                os.replace(tmp, wav)
+            result.append(Item(name, wav, None, None, read_times(ann), it.split, f"{it.set} aug"))
+    return result
 
 
 # --------------------------------------------------------------------------------------------

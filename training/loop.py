@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from onbeat.models.lstm import CausalLSTM, LSTMSpec
+from onbeat.models.lstm import CausalLSTM, LSTMSpec, torch_state
 from torch import nn
 
 __all__ = ["TrainConfig", "train"]
@@ -198,6 +198,22 @@ def predict(net: nn.Module, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float3
         return torch.sigmoid(net(torch.from_numpy(x)[None]))[0].numpy()
 
 
+def load_init_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict to fine-tune from: a run's ``best.pt`` (loaded with ``weights_only``), or an
+    exported ``NAME.safetensors`` (its ``torch.*`` entries), e.g. the shipped
+    ``models/weights/beats.safetensors``, so fine-tuning needs no earlier run directory."""
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        state = torch_state(load_file(str(p)))
+        if not state:
+            raise ValueError(f"{p} holds no torch state (torch.* entries)")
+        return state
+    loaded: dict[str, torch.Tensor] = torch.load(p, weights_only=True)
+    return loaded
+
+
 def train(
     *,
     spec: LSTMSpec,
@@ -245,8 +261,9 @@ def train(
         offline teacher :class:`onbeat.training.beat_teacher.BiLSTMTeacher`. It must have
         ``in_mean`` / ``in_std`` buffers.
     init : path, optional
-        A ``best.pt`` state dict of the same network to start from (fine-tuning) instead of a
-        random initialisation; the input standardisation is then kept from it.
+        A ``best.pt`` state dict or exported ``NAME.safetensors`` of the same network to start
+        from (fine-tuning) instead of a random initialisation (:func:`load_init_state`); the
+        input standardisation is then kept from it.
     sample_weight : sequence of float, optional
         Per-sequence multiplier of the crop-sampling probability (which is otherwise
         proportional to length), e.g. to oversample a small real-audio set.
@@ -258,7 +275,7 @@ def train(
     _seed_all(config.seed)
     net = make_net(spec)
     if init is not None:
-        net.load_state_dict(torch.load(init, weights_only=True))
+        net.load_state_dict(load_init_state(init))
     else:
         mean, std = fit_standardisation(train_data)
         with torch.no_grad():

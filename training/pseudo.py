@@ -174,12 +174,20 @@ def label_file(
 
 
 def teacher_audio(teacher_dir: Path, set_name: str) -> list[Path]:
-    """Audio files listed by the tagger's teacher labels of one set."""
+    """Audio files of one set: those listed by the tagger's teacher labels when
+    ``teacher_dir/set_name`` holds them, else the set's own file list
+    (:func:`onbeat.training.teacher.set_files`: the 4Q clips under ``../shared/data``, the
+    Debian game music), so pseudo-labelling does not need the musicnn teacher to have run."""
     out = []
     for npz in sorted((teacher_dir / set_name).glob("*.npz")):
         with np.load(npz) as d:
             out.append(Path(str(d["audio"])))
-    return out
+    if out:
+        return out
+    from onbeat.training.datasets import default_data_root
+    from onbeat.training.teacher import set_files
+
+    return [it.audio for it in set_files(set_name, default_data_root()) if it.audio.exists()]
 
 
 def pseudo_items(root: str | Path = "data/pseudo", sets: list[str] | None = None) -> list[Item]:

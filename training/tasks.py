@@ -28,6 +28,7 @@ import numpy as np
 from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
 from onbeat.training.augment import GainAugment
 from onbeat.training.datasets import (
+    augmented_items,
     bock_items,
     feature_extractor,
     feature_key,
@@ -113,14 +114,25 @@ def train_onsets(
     config: TrainConfig,
     hidden: int = 32,
     layers: int = 2,
+    aug_copies: int = 0,
+    aug_dir: Path = Path("data/bock_aug"),
 ) -> dict[str, float]:
-    """Train the causal onset LSTM on the Böck folds and export the best epoch."""
+    """Train the causal onset LSTM on the Böck folds and export the best epoch.
+
+    With ``aug_copies`` > 0, each training recording also gets that many audio-domain
+    augmented copies (:func:`~onbeat.training.datasets.augmented_items`: speed, room,
+    microphone, EQ, noise), written once to ``aug_dir``. Validation and test folds are never
+    augmented.
+    """
     tr_items = bock_items(folds=ONSET_TRAIN_FOLDS)
     va_items = bock_items(folds=ONSET_VALID_FOLDS)
     te_items = bock_items(folds=ONSET_TEST_FOLDS)
     if not tr_items or not va_items:
         raise FileNotFoundError("the Böck onset set is not in ../shared/data/onsets/bock")
     t0 = time.monotonic()
+    if aug_copies:
+        log.info("augmented copies: %d per training file into %s", aug_copies, aug_dir)
+        tr_items = tr_items + augmented_items(tr_items, aug_dir, aug_copies)
     train_data = list(pairs(tr_items, cache_dir, "onsets"))
     valid = [
         (p, it.onsets) for p, it in zip(pairs(va_items, cache_dir, "onsets"), va_items, strict=True)
@@ -155,8 +167,15 @@ def train_onsets(
         f_test, _ = onset_f(net, test, thresholds=(chosen["threshold"],))
         meta = {
             "task": "online onset detection (causal LSTM, Böck et al. 2012 style)",
-            "data": "Böck onset set (research only), folds 0-3 train, fold 4 valid, fold 5 test",
-            "training_command": "onbeat train onsets",
+            "data": "Böck onset set (research only), folds 0-3 train, fold 4 valid, fold 5 test"
+            + (
+                f"; {aug_copies} augmented copies of each training file (speed 0.9-1.1, room, "
+                "microphone, EQ, noise)"
+                if aug_copies
+                else ""
+            ),
+            "training_command": "onbeat train onsets"
+            + (f" --aug-copies {aug_copies}" if aug_copies else ""),
             "valid_f": round(metrics["score"], 4),
             "test_f_fold5": round(f_test, 4),
             "threshold": chosen["threshold"],
@@ -340,6 +359,7 @@ def main_train(
     init: Path | None = None,
     pseudo_dir: Path | None = None,
     pseudo_weight: float = 1.0,
+    aug_copies: int = 0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -397,6 +417,8 @@ def main_train(
             cache_dir=cache,
             config=cfg,
             hidden=hidden or 32,
+            aug_copies=aug_copies,
+            aug_dir=Path(os.environ.get("ONBEAT_BOCK_AUG", "data/bock_aug")),
         )
     else:
         cfg = TrainConfig(
