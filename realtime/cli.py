@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--renders",
         type=int,
         default=0,
-        help="similarity: add this many rendered MIDI tracks (train split) to the training tracks",
+        help="similarity, onsets: add this many rendered MIDI tracks (train split) to the "
+        "training data (onsets: at most half of the crops)",
     )
     p.add_argument(
         "--mixup",
@@ -216,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="onsets: audio-augmented copies of each training recording (speed, room, mic, "
         "EQ, noise; written once to data/bock_aug)",
+    )
+    p.add_argument(
+        "--aug-kind",
+        choices=["full", "speed"],
+        default="full",
+        help="onsets: what the augmented copies change (full: speed and the microphone chain; "
+        "speed: speed and level only)",
     )
     p.add_argument(
         "--keep-folds",
@@ -561,6 +569,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             pseudo_dir=Path(args.pseudo) if args.pseudo else None,
             pseudo_weight=args.pseudo_weight,
             aug_copies=args.aug_copies,
+            aug_kind=args.aug_kind,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 from onbeat.training import datasets as D
 from onbeat.training.render import (
     augment,
@@ -144,6 +145,16 @@ def test_augmented_copies_scale_labels_with_speed_and_are_reused(tmp_path):
     assert [c.audio.stat().st_mtime_ns for c in again] == mtimes
     other = D.augmented_items([item], tmp_path / "aug2", 1, seed=7)
     assert np.array_equal(D.load_audio(other[0].audio), D.load_audio(copies[0].audio))
+    # speed only: the resampled source at some level, nothing added
+    (spd,) = D.augmented_items([item], out, 1, seed=7, room=False)
+    assert spd.name == "src__spd0"
+    y = D.load_audio(spd.audio)
+    speed = clicks_s[-1] / spd.onsets[-1]
+    ref = soxr.resample(x, sr * speed, sr, quality="HQ")[: y.size]
+    gain = float(np.dot(y, ref) / np.dot(ref, ref))
+    assert 10 ** (-31 / 20) < gain < 1.0
+    # equal up to 16-bit FLAC and the label file's 1 µs rounding of the speed
+    assert np.linalg.norm(y - gain * ref) < 0.01 * np.linalg.norm(y)
     with pytest.raises(ValueError, match="copies"):
         D.augmented_items([item], out, -1)
 

@@ -213,13 +213,15 @@ def augmented_items(
     *,
     seed: int = 0,
     speed: tuple[float, float] = (0.9, 1.1),
+    room: bool = True,
 ) -> list[Item]:
     """Audio-domain augmented copies of onset-labelled items, written once and reused.
 
     Each copy plays the recording at a random speed (resampled with soxr, so tempo and pitch
-    change together and every onset time is divided by the speed), then applies the renderer's
-    microphone chain (:func:`onbeat.training.render.augment`: room reverb, microphone band-pass
-    and presence peak, EQ tilt, soft clipping, coloured or babble noise at 10-40 dB SNR, level).
+    change together and every onset time is divided by the speed), then (with ``room``)
+    applies the renderer's microphone chain (:func:`onbeat.training.render.augment`: room
+    reverb, microphone band-pass and presence peak, EQ tilt, soft clipping, coloured or babble
+    noise at 10-40 dB SNR, level).
     None of these moves an attack in time, so the scaled labels stay exact.
 
     Parameters
@@ -236,6 +238,9 @@ def augmented_items(
         Base seed.
     speed : (float, float)
         Range of the playback-speed factor.
+    room : bool
+        Apply the microphone chain after the speed change (False: speed and a random level
+        only). Copies of either kind live side by side (``__augK`` / ``__spdK``).
 
     Returns
     -------
@@ -256,7 +261,7 @@ def augmented_items(
         if it.onsets is None:
             raise ValueError(f"{it.name}: augmented copies need onset labels")
         for k in range(copies):
-            name = f"{it.name}__aug{k}"
+            name = f"{it.name}__{'aug' if room else 'spd'}{k}"
             wav, ann = out / f"{name}.flac", out / f"{name}.onsets"
             if not (wav.exists() and ann.exists()):
                 key = hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:12]
@@ -267,7 +272,11 @@ def augmented_items(
                     import soxr
 
                     x = soxr.resample(x, SAMPLE_RATE * s, SAMPLE_RATE, quality="HQ")
-                y, _ = augment(x, SAMPLE_RATE, rng)
+                if room:
+                    y, _ = augment(x, SAMPLE_RATE, rng)
+                else:
+                    peak_db = float(rng.uniform(-30, -1))
+                    y = x * np.float32(10 ** (peak_db / 20) / (np.max(np.abs(x)) + 1e-12))
                 onsets = np.asarray(it.onsets, dtype=np.float64) / s
                 out.mkdir(parents=True, exist_ok=True)
                 tmp = out / f".{name}.{os.getpid()}.tmp.flac"

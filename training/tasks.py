@@ -116,13 +116,21 @@ def train_onsets(
     layers: int = 2,
     aug_copies: int = 0,
     aug_dir: Path = Path("data/bock_aug"),
+    aug_room: bool = True,
+    renders: int = 0,
+    render_dir: Path = Path("data/renders"),
+    render_share: float = 0.5,
 ) -> dict[str, float]:
     """Train the causal onset LSTM on the Böck folds and export the best epoch.
 
     With ``aug_copies`` > 0, each training recording also gets that many audio-domain
     augmented copies (:func:`~onbeat.training.datasets.augmented_items`: speed, room,
-    microphone, EQ, noise), written once to ``aug_dir``. Validation and test folds are never
-    augmented.
+    microphone, EQ, noise; with ``aug_room`` False only speed and level), written once to
+    ``aug_dir``. Validation and test folds are never augmented.
+
+    With ``renders`` > 0, that many rendered MIDI items of the ``train`` split (a seeded choice)
+    join the training set with their note-on onsets; their crops are drawn with a total share
+    of at most ``render_share`` (the Böck recordings keep the rest).
     """
     tr_items = bock_items(folds=ONSET_TRAIN_FOLDS)
     va_items = bock_items(folds=ONSET_VALID_FOLDS)
@@ -132,8 +140,26 @@ def train_onsets(
     t0 = time.monotonic()
     if aug_copies:
         log.info("augmented copies: %d per training file into %s", aug_copies, aug_dir)
-        tr_items = tr_items + augmented_items(tr_items, aug_dir, aug_copies)
+        tr_items = tr_items + augmented_items(tr_items, aug_dir, aug_copies, room=aug_room)
+    n_bock = len(tr_items)
+    if renders:
+        pool = render_items(render_dir, split="train")
+        if not pool:
+            raise FileNotFoundError(f"no rendered training data in {render_dir}")
+        pick = np.random.default_rng(config.seed).permutation(len(pool))[:renders]
+        tr_items = tr_items + [pool[i] for i in sorted(pick)]
     train_data = list(pairs(tr_items, cache_dir, "onsets"))
+    weights = None
+    if len(tr_items) > n_bock:
+        frames = np.array([x.shape[0] for x, _ in train_data], dtype=np.float64)
+        bock_f, rend_f = frames[:n_bock].sum(), frames[n_bock:].sum()
+        w_r = min(1.0, render_share / (1.0 - render_share) * bock_f / rend_f)
+        weights = [1.0] * n_bock + [w_r] * (len(tr_items) - n_bock)
+        log.info(
+            "renders: %d items, crop share %.2f",
+            len(tr_items) - n_bock,
+            w_r * rend_f / (bock_f + w_r * rend_f),
+        )
     valid = [
         (p, it.onsets) for p, it in zip(pairs(va_items, cache_dir, "onsets"), va_items, strict=True)
     ]
@@ -169,13 +195,20 @@ def train_onsets(
             "task": "online onset detection (causal LSTM, Böck et al. 2012 style)",
             "data": "Böck onset set (research only), folds 0-3 train, fold 4 valid, fold 5 test"
             + (
-                f"; {aug_copies} augmented copies of each training file (speed 0.9-1.1, room, "
-                "microphone, EQ, noise)"
+                f"; {aug_copies} augmented copies of each training file (speed 0.9-1.1"
+                + (", room, microphone, EQ, noise)" if aug_room else ", level)")
                 if aug_copies
+                else ""
+            )
+            + (
+                f"; {len(tr_items) - n_bock} rendered MIDI items (train split, note-on onsets)"
+                if len(tr_items) > n_bock
                 else ""
             ),
             "training_command": "onbeat train onsets"
-            + (f" --aug-copies {aug_copies}" if aug_copies else ""),
+            + (f" --renders {renders}" if renders else "")
+            + (f" --aug-copies {aug_copies}" if aug_copies else "")
+            + ("" if aug_room or not aug_copies else " --aug-kind speed"),
             "valid_f": round(metrics["score"], 4),
             "test_f_fold5": round(f_test, 4),
             "threshold": chosen["threshold"],
@@ -200,6 +233,7 @@ def train_onsets(
         augment=aug,
         context=aug.context,
         weight_decay=1e-4,
+        sample_weight=weights,
     )
 
 
@@ -360,6 +394,7 @@ def main_train(
     pseudo_dir: Path | None = None,
     pseudo_weight: float = 1.0,
     aug_copies: int = 0,
+    aug_kind: str = "full",
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -419,6 +454,9 @@ def main_train(
             hidden=hidden or 32,
             aug_copies=aug_copies,
             aug_dir=Path(os.environ.get("ONBEAT_BOCK_AUG", "data/bock_aug")),
+            aug_room=aug_kind == "full",
+            renders=renders,
+            render_dir=Path(os.environ.get("ONBEAT_RENDERS", "data/renders")),
         )
     else:
         cfg = TrainConfig(
