@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Replay captured beat activations through the tracker under other settings (issue 3).
+
+The beat LSTM is the expensive part of the live path; the tracker is cheap. This script runs the
+live pipeline once per file (``Engine.run_fast``, tags off, as ``bench_beats.py``), keeps the
+activations, downbeat activations and level-gate flags that the tracker saw (cached under
+``--cache``), then feeds them frame by frame into a fresh :class:`BeatTracker` for each
+setting in the grid, exactly as ``BeatStage`` does (``scripts/diag_beats.py`` ``run_tracker``).
+With the default setting the replayed beats must equal the live ones; the script says so per
+set (``replay == live``). It prints one row per setting and set: beat F (±70 ms),
+CMLt, AMLt, and for the synthetic set the re-lock time after the 120 -> 138 BPM step, the beats
+kept through the 4 s break and the beats put into silence.
+
+    python scripts/tune_tracker.py --sets renders-valid,synthetic \\
+        --grid tracker.octave_hold_beats=4,8 --grid tracker.octave_margin=2,4
+
+Choose settings on ``renders-valid`` and ``synthetic`` (development sets); FoF and
+``renders-test`` are evaluation sets: ``--sets fof`` reports them, and a setting picked on
+them would be tuned on the test data.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def load_items(name: str, max_files: int | None) -> list:
+    import bench_beats as bb
+    from onbeat.training.datasets import render_items
+
+    if name == "synthetic":
+        out = ROOT / "runs" / "tune_tracker" / "synthetic_audio"
+        out.mkdir(parents=True, exist_ok=True)
+        return bb.synthetic_set(out)
+    if name == "fof":
+        return bb.fof_set(max_files)
+    if name == "renders-test":
+        return bb.renders_test_set(max_files)
+    if name == "renders-valid":
+        its = render_items(ROOT / "data" / "renders", split="valid")
+        return [bb.Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
+    raise SystemExit(f"unknown set {name!r}")
+
+
+def capture(item, cache: Path) -> dict:
+    """Activations the live tracker saw for one file (cached)."""
+    from diag_beats import capture_onbeat
+    from onbeat.models.registry import weights_path
+
+    key = f"{item.name}-{weights_path('beats').stat().st_mtime_ns}"
+    f = cache / f"{key}.npz"
+    if f.exists():
+        d = np.load(f)
+        return {k: d[k] for k in d.files}
+    c = capture_onbeat(Path(item.audio))
+    out = {
+        "act": c["act"],
+        "db": c["db"],
+        "silent": c["silent"],
+        "live": np.asarray(c["live"], dtype=np.float64),
+        "sr": np.array(c["ctx"].sample_rate_hz),
+        "hop": np.array(c["hop"]),
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(f, **out)
+    return out
+
+
+def synthetic_extras(item, det: np.ndarray) -> dict:
+    """Re-lock time, beats kept in the break, beats in silence (as bench_beats scores them)."""
+    out: dict = {}
+    ref = item.beats
+    if item.extra.get("silence"):
+        out["silence_beats"] = int(det.size)
+    if "change_s" in item.extra:
+        t0 = item.extra["change_s"]
+        after = ref[ref > t0]
+        hit = np.array([np.min(np.abs(det - r)) <= 0.07 if det.size else False for r in after])
+        lock = next((after[i] for i in range(hit.size - 3) if hit[i : i + 4].all()), np.nan)
+        out["relock_s"] = float(lock - t0)
+    if "break" in item.extra:
+        lo, hi = item.extra["break"]
+        grid = ref[(ref >= lo) & (ref < hi)]
+        kept = sum(bool(det.size and np.min(np.abs(det - r)) <= 0.07) for r in grid)
+        out["break_kept"] = f"{kept}/{grid.size}"
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sets", default="renders-valid,synthetic")
+    ap.add_argument("--max-files", type=int, default=40)
+    ap.add_argument(
+        "--grid", action="append", default=[], help="tracker.KEY=V1,V2,... (repeatable)"
+    )
+    ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "tune_tracker")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+
+    import mir_eval
+    from diag_beats import run_tracker
+    from onbeat.realtime.config import OnbeatConfig
+    from onbeat.realtime.stages import StreamContext
+
+    axes = []
+    for g in args.grid:
+        key, _, vals = g.partition("=")
+        field = key.removeprefix("tracker.")
+        axes.append([(field, v) for v in vals.split(",")])
+    base = OnbeatConfig().tracker
+    settings = []
+    for combo in itertools.product(*axes) if axes else [()]:
+        kw = {}
+        for field, v in combo:
+            typ = type(getattr(base, field))
+            kw[field] = typ(float(v)) if typ is not bool else v.lower() in ("1", "true", "on")
+        settings.append(kw)
+
+    results = []
+    for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+        items = load_items(set_name, args.max_files)
+        caps = {}
+        for it in items:
+            print(f"capture {set_name}/{it.name}", file=sys.stderr, flush=True)
+            caps[it.name] = capture(it, args.cache / set_name)
+        for kw in settings:
+            # BeatStage adds one hop to the tracker's input latency (see diag_beats.py)
+            rows, extras = [], {}
+            same = True
+            for it in items:
+                c = caps[it.name]
+                sr, hop = int(c["sr"]), int(c["hop"])
+                cfg = dataclasses.replace(
+                    base, **kw, input_latency_s=base.input_latency_s + hop / sr
+                )
+                det = np.asarray(
+                    run_tracker(
+                        cfg,
+                        StreamContext(sample_rate_hz=sr, hop_size=hop),
+                        hop,
+                        c["act"],
+                        c["db"],
+                        c["silent"],
+                    )
+                )
+                if not kw:
+                    live = caps[it.name]["live"]
+                    same &= det.size == live.size and bool(np.allclose(det, live))
+                if set_name == "synthetic":
+                    extras.update(
+                        {f"{it.name}.{k}": v for k, v in synthetic_extras(it, det).items()}
+                    )
+                if it.beats.size == 0:
+                    continue
+                rt, dt = mir_eval.beat.trim_beats(it.beats), mir_eval.beat.trim_beats(det)
+                _, cmlt, _, amlt = mir_eval.beat.continuity(rt, dt)
+                rows.append((mir_eval.beat.f_measure(rt, dt), cmlt, amlt))
+            m = np.mean(rows, axis=0)
+            res = {"set": set_name, "setting": kw, "f": m[0], "cmlt": m[1], "amlt": m[2]}
+            res.update(extras)
+            if not kw:
+                res["replay_equals_live"] = same
+                extras["replay==live"] = same
+            results.append(res)
+            ex = " ".join(
+                f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in extras.items()
+            )
+            print(
+                f"{set_name:14s} {json.dumps(kw):60s} F {m[0]:.3f} CMLt {m[1]:.3f} AMLt {m[2]:.3f} {ex}",
+                flush=True,
+            )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
