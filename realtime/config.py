@@ -159,7 +159,7 @@ class FeatureConfig:
 
 @dataclass(frozen=True, slots=True)
 class OnsetConfig:
-    """DSP onset detection (SuperFlux activation plus online peak picking).
+    """Onset detection (LSTM or SuperFlux activation plus online peak picking).
 
     Parameters
     ----------
@@ -168,23 +168,28 @@ class OnsetConfig:
         weights ship with this installation (auto).
     threshold : float
         SuperFlux: minimum activation above the recent moving average for an onset.
-    lstm_threshold : float
-        LSTM: minimum activation (probability) above the recent moving average.
+    lstm_threshold : float or None
+        LSTM: minimum activation (probability) above the recent moving average. None: the
+        model's own, chosen with its epoch on the validation fold (its card says which).
     min_interval_s : float
         Minimum time between two onsets.
     pre_avg_s : float
-        Length of the causal moving average subtracted before thresholding.
+        SuperFlux: length of the causal moving average subtracted before thresholding.
     pre_max_s : float
-        The activation must be the maximum over this causal window.
+        SuperFlux: the activation must be the maximum over this causal window.
+    lstm_pre_avg_s, lstm_pre_max_s : float or None
+        The same two windows for the LSTM. None: the model's own.
     """
 
     section: ClassVar[str] = "onset"
     detector: str = "auto"
     threshold: float = 0.006
-    lstm_threshold: float = 0.35
+    lstm_threshold: float | None = None
     min_interval_s: float = 0.03
     pre_avg_s: float = 0.05
     pre_max_s: float = 0.03
+    lstm_pre_avg_s: float | None = None
+    lstm_pre_max_s: float | None = None
 
     def __post_init__(self) -> None:
         s = self.section
@@ -192,7 +197,12 @@ class OnsetConfig:
             raise ConfigError(
                 f"{s}.detector = {self.detector!r} is invalid: must be auto, lstm or superflux"
             )
-        _check_range(s, "lstm_threshold", self.lstm_threshold, 0.0, 1.0)
+        if self.lstm_threshold is not None:
+            _check_range(s, "lstm_threshold", self.lstm_threshold, 0.0, 1.0)
+        if self.lstm_pre_avg_s is not None:
+            _check_range(s, "lstm_pre_avg_s", self.lstm_pre_avg_s, 0.0, 2.0)
+        if self.lstm_pre_max_s is not None:
+            _check_range(s, "lstm_pre_max_s", self.lstm_pre_max_s, 0.0, 1.0)
         _check_range(s, "threshold", self.threshold, 0.0, 1e3)
         _check_range(s, "min_interval_s", self.min_interval_s, 0.0, 2.0)
         _check_range(s, "pre_avg_s", self.pre_avg_s, 0.0, 2.0)
@@ -463,7 +473,12 @@ def _coerce(section: str, key: str, value: Any, current: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{section}.{key} = {value!r} is invalid: must be true or false")
         return value
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    optional_float = key in ("lstm_threshold", "lstm_pre_avg_s", "lstm_pre_max_s")
+    if (
+        (isinstance(current, float) or optional_float)
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+    ):
         return float(value)
     if (
         key in ("device", "events_path", "osc_control", "ws", "link", "midi_clock", "db_path")

@@ -21,7 +21,11 @@ from onbeat.realtime.features import feature_fingerprint
 from onbeat.realtime.onset import OnlinePeakPicker, onset_event
 from onbeat.realtime.stages import StageSpec, StreamContext
 
-__all__ = ["LstmOnsets", "load_stream_model"]
+__all__ = ["LEGACY_PICKER", "LstmOnsets", "load_stream_model"]
+
+#: Peak-picker settings of onset models whose card names none but the threshold (they were
+#: chosen with these windows).
+LEGACY_PICKER = {"threshold": 0.35, "pre_avg_s": 0.05, "pre_max_s": 0.03}
 
 
 def load_stream_model(
@@ -52,7 +56,8 @@ class LstmOnsets:
     Parameters
     ----------
     config : OnsetConfig
-        ``lstm_threshold`` and the peak picker's windows.
+        ``lstm_threshold``, ``lstm_pre_avg_s``, ``lstm_pre_max_s`` (None: the model's own,
+        from its metadata) and ``min_interval_s``.
     features : FeatureConfig
         The stream's feature configuration (must match the model's).
     hop_size : int
@@ -82,17 +87,31 @@ class LstmOnsets:
             latency_samples=hop_size,
             outputs=("onset",),
         )
-        self.picker = OnlinePeakPicker(
-            threshold=config.lstm_threshold,
-            pre_avg_s=config.pre_avg_s,
-            pre_max_s=config.pre_max_s,
-            min_interval_s=config.min_interval_s,
-        )
+        self.picker = self._picker({})
         self.activation = 0.0
+
+    def _picker(self, meta: dict[str, object]) -> OnlinePeakPicker:
+        """The peak picker: each setting from the config when given there, else the model's
+        own (chosen on its validation fold), else the values older models were chosen with."""
+        c = self.config
+
+        def pick(own: float | None, key: str, legacy: float) -> float:
+            if own is not None:
+                return float(own)
+            v = meta.get(key, legacy)
+            return float(v) if isinstance(v, int | float) else legacy
+
+        return OnlinePeakPicker(
+            threshold=pick(c.lstm_threshold, "threshold", LEGACY_PICKER["threshold"]),
+            pre_avg_s=pick(c.lstm_pre_avg_s, "pre_avg_s", LEGACY_PICKER["pre_avg_s"]),
+            pre_max_s=pick(c.lstm_pre_max_s, "pre_max_s", LEGACY_PICKER["pre_max_s"]),
+            min_interval_s=c.min_interval_s,
+        )
 
     def prepare(self, ctx: StreamContext) -> None:
         """Load the weights, compile the kernels and allocate the picker."""
         self.net, meta = load_stream_model("onsets", self.features, ctx, self.model_dir)
+        self.picker = self._picker(meta)
         delay = float(meta.get("delay_frames", 1.0))  # type: ignore[arg-type]
         self.spec = StageSpec(
             name=self.name,

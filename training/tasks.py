@@ -44,35 +44,55 @@ log = logging.getLogger(__name__)
 ONSET_TRAIN_FOLDS = (0, 1, 2, 3)
 ONSET_VALID_FOLDS = (4,)
 ONSET_TEST_FOLDS = (5,)
-THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
+THRESHOLDS = tuple(round(0.15 + 0.05 * k, 2) for k in range(12))  # 0.15 .. 0.70
+PRE_AVG_S = (0.0, 0.05)
+PRE_MAX_S = (0.01, 0.03)
+
+
+def onset_pickers(
+    thresholds: Sequence[float] = THRESHOLDS,
+    pre_avg_s: Sequence[float] = PRE_AVG_S,
+    pre_max_s: Sequence[float] = PRE_MAX_S,
+) -> list[dict[str, float]]:
+    """The peak-picker settings an onset model's validation chooses among."""
+    return [
+        {"threshold": th, "pre_avg_s": pa, "pre_max_s": pm}
+        for th in thresholds
+        for pa in pre_avg_s
+        for pm in pre_max_s
+    ]
 
 
 def onset_f(
     net: CausalLSTM,
     data: Sequence[tuple[Pair, np.ndarray]],
-    thresholds: Sequence[float] = THRESHOLDS,
-) -> tuple[float, float]:
-    """Best summed onset F (±25 ms) over ``thresholds`` and the threshold that gives it.
+    pickers: Sequence[dict[str, float]] | None = None,
+) -> tuple[float, dict[str, float]]:
+    """Best summed onset F (±25 ms) over peak-picker settings and the setting that gives it.
 
     Uses the engine's own online peak picker on the causal activation, and dates each onset one
     frame before the frame that reports it, as :class:`~onbeat.realtime.neural.LstmOnsets` does.
+    ``pickers`` are dicts of ``threshold``, ``pre_avg_s`` and ``pre_max_s``
+    (default: :func:`onset_pickers`); the chosen one ships in the model's metadata, which the
+    live detector reads.
     """
     import mir_eval
     from onbeat.realtime.config import OnsetConfig
     from onbeat.realtime.onset import pick_peaks_online
 
     c = OnsetConfig()
+    grid = list(pickers) if pickers is not None else onset_pickers()
     acts = [predict(net, x)[:, 0] for (x, _), _ in data]
-    best = (-1.0, thresholds[0])
-    for th in thresholds:
+    best: tuple[float, dict[str, float]] = (-1.0, grid[0])
+    for pk in grid:
         tp = fp = fn = 0
         for act, (_, ref) in zip(acts, data, strict=True):
             peaks = pick_peaks_online(
                 act,
                 frame_rate_hz=100.0,
-                threshold=th,
-                pre_avg_s=c.pre_avg_s,
-                pre_max_s=c.pre_max_s,
+                threshold=pk["threshold"],
+                pre_avg_s=pk["pre_avg_s"],
+                pre_max_s=pk["pre_max_s"],
                 min_interval_s=c.min_interval_s,
             )
             det = peaks * 0.01
@@ -82,7 +102,7 @@ def onset_f(
         r = tp / max(tp + fn, 1)
         f = 2 * p * r / max(p + r, 1e-9)
         if f > best[0]:
-            best = (f, th)
+            best = (f, dict(pk))
     return best
 
 
@@ -181,8 +201,9 @@ def train_onsets(
     chosen: dict[str, float] = {}
 
     def score(net: CausalLSTM, _: Any) -> float:
-        f, th = onset_f(net, valid)
-        chosen["threshold"] = th
+        f, picker = onset_f(net, valid)
+        chosen.clear()
+        chosen.update(picker)
         return f
 
     def export(net: CausalLSTM, metrics: dict[str, float]) -> None:
@@ -190,7 +211,7 @@ def train_onsets(
             (p, it.onsets)
             for p, it in zip(pairs(te_items, cache_dir, "onsets"), te_items, strict=True)
         ]
-        f_test, _ = onset_f(net, test, thresholds=(chosen["threshold"],))
+        f_test, _ = onset_f(net, test, pickers=[dict(chosen)])
         meta = {
             "task": "online onset detection (causal LSTM, Böck et al. 2012 style)",
             "data": "Böck onset set (research only), folds 0-3 train, fold 4 valid, fold 5 test"
@@ -212,6 +233,8 @@ def train_onsets(
             "valid_f": round(metrics["score"], 4),
             "test_f_fold5": round(f_test, 4),
             "threshold": chosen["threshold"],
+            "pre_avg_s": chosen["pre_avg_s"],
+            "pre_max_s": chosen["pre_max_s"],
             "delay_frames": 1.0,
             "epoch": metrics["epoch"],
             "params": sum(p.numel() for p in net.parameters()),

@@ -1,0 +1,67 @@
+"""The live LSTM onset detector picks peaks with the settings its model was validated with,
+unless the configuration names its own."""
+
+import json
+
+import pytest
+import torch
+from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
+from onbeat.realtime.config import FeatureConfig, OnbeatConfig, OnsetConfig, apply_overrides
+from onbeat.realtime.errors import ConfigError
+from onbeat.realtime.features import SpectralFeatures, feature_fingerprint
+from onbeat.realtime.neural import LEGACY_PICKER, LstmOnsets
+from onbeat.realtime.stages import StreamContext
+
+CTX = StreamContext(sample_rate_hz=44100, hop_size=441)
+
+
+def tiny_model(tmp_path, **meta):
+    feats = FeatureConfig()
+    f = SpectralFeatures(feats)
+    f.prepare(CTX)
+    spec = LSTMSpec(
+        name="onsets",
+        n_in=f.layout.dims,
+        hidden=4,
+        layers=1,
+        outputs=("onset",),
+        features=feature_fingerprint(feats, CTX.sample_rate_hz),
+    )
+    torch.manual_seed(0)
+    save_model(CausalLSTM(spec), tmp_path, extra={"delay_frames": 1.0, **meta})
+    return feats
+
+
+def settings(stage):
+    pre_avg_s, pre_max_s, _ = stage.picker._windows_s
+    return stage.picker.threshold, pre_avg_s, pre_max_s
+
+
+def test_model_settings_apply_unless_configured(tmp_path):
+    feats = tiny_model(tmp_path, threshold=0.55, pre_avg_s=0.0, pre_max_s=0.01)
+    stage = LstmOnsets(OnsetConfig(), feats, hop_size=441, model_dir=tmp_path)
+    stage.prepare(CTX)
+    assert settings(stage) == (0.55, 0.0, 0.01)
+    own = OnsetConfig(lstm_threshold=0.4, lstm_pre_max_s=0.05)
+    stage = LstmOnsets(own, feats, hop_size=441, model_dir=tmp_path)
+    stage.prepare(CTX)
+    assert settings(stage) == (0.4, 0.0, 0.05)  # the unset window still comes from the model
+    meta = json.loads((tmp_path / "onsets.json").read_text())
+    assert meta["threshold"] == 0.55
+
+
+def test_older_models_keep_the_settings_they_were_chosen_with(tmp_path):
+    feats = tiny_model(tmp_path, threshold=0.3)
+    stage = LstmOnsets(OnsetConfig(), feats, hop_size=441, model_dir=tmp_path)
+    stage.prepare(CTX)
+    assert settings(stage) == (0.3, LEGACY_PICKER["pre_avg_s"], LEGACY_PICKER["pre_max_s"])
+
+
+def test_picker_overrides_are_validated_and_coerced():
+    c = apply_overrides(OnbeatConfig(), {"onset.lstm_threshold": 1, "onset.lstm_pre_avg_s": 0})
+    assert c.onset.lstm_threshold == 1.0 and isinstance(c.onset.lstm_threshold, float)
+    assert c.onset.lstm_pre_avg_s == 0.0 and c.onset.lstm_pre_max_s is None
+    with pytest.raises(ConfigError, match="lstm_threshold"):
+        apply_overrides(OnbeatConfig(), {"onset.lstm_threshold": 1.5})
+    with pytest.raises(ConfigError, match="lstm_pre_max_s"):
+        apply_overrides(OnbeatConfig(), {"onset.lstm_pre_max_s": -0.1})
