@@ -226,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         "speed: speed and level only)",
     )
     p.add_argument(
+        "--final-from",
+        default=None,
+        help="onsets: train the final model on folds 0-4, stopping at the best epoch of this "
+        "finished run's export and keeping its peak picking",
+    )
+    p.add_argument(
         "--keep-folds",
         action="store_true",
         help="tags: keep each CV fold's model in RUN_DIR/tags/foldK (with --steps 0: CV only)",
@@ -570,6 +576,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             pseudo_weight=args.pseudo_weight,
             aug_copies=args.aug_copies,
             aug_kind=args.aug_kind,
+            final_from=Path(args.final_from) if args.final_from else None,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

@@ -106,6 +106,28 @@ def test_fine_tune_from_an_exported_model_equals_from_its_checkpoint(tmp_path):
         load_init_state(tmp_path / "empty.safetensors")
 
 
+def test_stop_epoch_ends_early_on_the_full_schedule(tmp_path):
+    data = pulse_data()
+    cfg = TrainConfig(
+        epochs=4, steps_per_epoch=5, batch_size=4, crop_frames=100, lr=1e-2, stop_epoch=2
+    )
+    seen = []
+
+    def score(net, _):
+        seen.append(1)
+        return float(len(seen))
+
+    best = train(
+        spec=SPEC, train_data=data, valid_data=data, config=cfg, run_dir=tmp_path / "s",
+        score=score, progress=False,
+    )  # fmt: skip
+    assert best["epoch"] == 2 and len(seen) == 2
+    ck = torch.load(tmp_path / "s" / "ckpt.pt", weights_only=False)
+    assert ck["sched"]["T_max"] == 4 and ck["epoch"] == 2  # the schedule spans all 4 epochs
+    with pytest.raises(ValueError, match="stop_epoch"):
+        TrainConfig(epochs=2, stop_epoch=3)
+
+
 def test_sample_weight_moves_the_crops():
     # two sequences told apart by their features: 0s and 1s
     data = [

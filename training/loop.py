@@ -60,6 +60,9 @@ class TrainConfig:
         Seed of every RNG.
     grad_clip : float
         Gradient-norm clip.
+    stop_epoch : int
+        Stop after this epoch (0: after ``epochs``). The learning-rate schedule still spans
+        ``epochs``, so a run stopped at epoch k has exactly the weights a full run had at k.
     """
 
     epochs: int = 30
@@ -71,12 +74,15 @@ class TrainConfig:
     offbeat_weight: float = 1.0
     seed: int = 0
     grad_clip: float = 1.0
+    stop_epoch: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch_size < 1:
             raise ValueError("epochs, steps_per_epoch and batch_size must be positive")
         if self.crop_frames < 10 or not (0 < self.lr < 1):
             raise ValueError("crop_frames >= 10 and 0 < lr < 1 required")
+        if not 0 <= self.stop_epoch <= self.epochs:
+            raise ValueError(f"stop_epoch = {self.stop_epoch} must be in [0, epochs]")
         if not 0.0 < self.offbeat_weight <= 100.0:
             raise ValueError(f"offbeat_weight = {self.offbeat_weight} must be in (0, 100]")
 
@@ -306,9 +312,11 @@ def train(
         from tqdm import tqdm
 
         bar = tqdm(
-            total=config.epochs * config.steps_per_epoch, initial=epoch0 * config.steps_per_epoch
+            total=(config.stop_epoch or config.epochs) * config.steps_per_epoch,
+            initial=epoch0 * config.steps_per_epoch,
         )
-    for epoch in range(epoch0, config.epochs):
+    last = config.stop_epoch or config.epochs
+    for epoch in range(epoch0, last):
         net.train()
         t0 = time.monotonic()
         total = 0.0

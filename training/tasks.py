@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,7 @@ def train_onsets(
     renders: int = 0,
     render_dir: Path = Path("data/renders"),
     render_share: float = 0.5,
+    final_from: Path | None = None,
 ) -> dict[str, float]:
     """Train the causal onset LSTM on the Böck folds and export the best epoch.
 
@@ -151,8 +153,23 @@ def train_onsets(
     With ``renders`` > 0, that many rendered MIDI items of the ``train`` split (a seeded choice)
     join the training set with their note-on onsets; their crops are drawn with a total share
     of at most ``render_share`` (the Böck recordings keep the rest).
+
+    ``final_from`` names the export of a finished run of the same recipe. The final model then
+    trains on the training *and* validation folds, stops at that run's best epoch (same
+    schedule) and keeps its peak-picker setting: every choice was made on fold 4 before fold 4
+    joined the training data, and fold 5 stays untouched for the test score.
     """
-    tr_items = bock_items(folds=ONSET_TRAIN_FOLDS)
+    final: dict[str, Any] | None = None
+    if final_from is not None:
+        ref = final_from / "onsets.json"
+        if not ref.exists():
+            raise FileNotFoundError(f"{ref} not found (the reference run's export)")
+        final = json.loads(ref.read_text())
+        if final["epoch"] > config.epochs:
+            raise ValueError(f"the reference run's best epoch {final['epoch']} > --epochs")
+        config = replace(config, stop_epoch=int(final["epoch"]))
+    tr_folds = ONSET_TRAIN_FOLDS + (ONSET_VALID_FOLDS if final else ())
+    tr_items = bock_items(folds=tr_folds)
     va_items = bock_items(folds=ONSET_VALID_FOLDS)
     te_items = bock_items(folds=ONSET_TEST_FOLDS)
     if not tr_items or not va_items:
@@ -199,8 +216,13 @@ def train_onsets(
         dropout=0.25,
     )
     chosen: dict[str, float] = {}
+    epochs_done = [0]
 
     def score(net: CausalLSTM, _: Any) -> float:
+        if final is not None:  # no validation data left: every epoch is the newest, export it
+            chosen.update({k: float(final[k]) for k in ("threshold", "pre_avg_s", "pre_max_s")})
+            epochs_done[0] += 1
+            return float(epochs_done[0])
         f, picker = onset_f(net, valid)
         chosen.clear()
         chosen.update(picker)
@@ -214,7 +236,12 @@ def train_onsets(
         f_test, _ = onset_f(net, test, pickers=[dict(chosen)])
         meta = {
             "task": "online onset detection (causal LSTM, Böck et al. 2012 style)",
-            "data": "Böck onset set (research only), folds 0-3 train, fold 4 valid, fold 5 test"
+            "data": (
+                "Böck onset set (research only), folds 0-4 train (epoch and peak picking "
+                f"chosen on fold 4 by {final_from}), fold 5 test"
+                if final
+                else "Böck onset set (research only), folds 0-3 train, fold 4 valid, fold 5 test"
+            )
             + (
                 f"; {aug_copies} augmented copies of each training file (speed 0.9-1.1"
                 + (", room, microphone, EQ, noise)" if aug_room else ", level)")
@@ -227,10 +254,11 @@ def train_onsets(
                 else ""
             ),
             "training_command": "onbeat train onsets"
+            + (f" --final-from {final_from}" if final else "")
             + (f" --renders {renders}" if renders else "")
             + (f" --aug-copies {aug_copies}" if aug_copies else "")
             + ("" if aug_room or not aug_copies else " --aug-kind speed"),
-            "valid_f": round(metrics["score"], 4),
+            "valid_f": round(float(final["valid_f"]), 4) if final else round(metrics["score"], 4),
             "test_f_fold5": round(f_test, 4),
             "threshold": chosen["threshold"],
             "pre_avg_s": chosen["pre_avg_s"],
@@ -242,7 +270,7 @@ def train_onsets(
         }
         save_model(net, export_dir, extra=meta)
         (export_dir / "onsets.md").write_text(_card("onsets", meta))
-        log.info("exported onsets model: valid F %.4f test F %.4f", metrics["score"], f_test)
+        log.info("exported onsets model (epoch %d): test F %.4f", metrics["epoch"], f_test)
 
     aug = gain_augment()
     return train(
@@ -418,6 +446,7 @@ def main_train(
     pseudo_weight: float = 1.0,
     aug_copies: int = 0,
     aug_kind: str = "full",
+    final_from: Path | None = None,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -480,6 +509,7 @@ def main_train(
             aug_room=aug_kind == "full",
             renders=renders,
             render_dir=Path(os.environ.get("ONBEAT_RENDERS", "data/renders")),
+            final_from=final_from,
         )
     else:
         cfg = TrainConfig(
