@@ -25,21 +25,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_beats import run_anchor
+from bench_beats import preloaded, run_anchor
 
 
 def run_onbeat(path: Path, detector: str) -> dict:
     from onbeat.realtime.bus import EventBus
     from onbeat.realtime.config import OnbeatConfig, apply_overrides
     from onbeat.realtime.engine import Engine
-    from onbeat.realtime.sources import FileSource
 
     config = apply_overrides(
         OnbeatConfig(), {"onset.detector": detector, "beats.source": "off", "tags.enabled": "off"}
     )
     bus = EventBus()
     sub = bus.subscribe("bench", 10_000_000)
-    summary = Engine(config, bus=bus).run_fast(FileSource(path))
+    summary = Engine(config, bus=bus).run_fast(preloaded(path))
     times = [e.time_s for e in sub.drain() if e.type == "onset"]
     return {"times_s": times, "cpu_s": summary.cpu_s, "audio_s": summary.audio_s}
 
