@@ -18,6 +18,11 @@
 #   7. onbeat-only benchmark of the student and the shipped model on FoF and renders-test.
 # Needs ../shared/data, Debian's fluidsynth and soundfonts, and the FoF packages (the script
 # installs them when run as root).
+#
+# Result of the full run in session 7 (2026-12-05, BENCHMARKS.md): teacher bt2 0.768 on FoF
+# through onbeat's tracker; the student was WORSE than the shipped model on both evaluation
+# sets (FoF 0.685 vs 0.728, renders-test 0.706 vs 0.776) and was not shipped. Rerun it only
+# with a teacher that clearly beats madmom online (0.823) on FoF at step 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
