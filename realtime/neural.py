@@ -95,16 +95,16 @@ class LstmOnsets:
         own (chosen on its validation fold), else the values older models were chosen with."""
         c = self.config
 
-        def pick(own: float | None, key: str, legacy: float) -> float:
+        def pick(own: float | None, key: str) -> float:
             if own is not None:
                 return float(own)
-            v = meta.get(key, legacy)
-            return float(v) if isinstance(v, int | float) else legacy
+            v = meta.get(key)
+            return float(v) if isinstance(v, int | float) else LEGACY_PICKER[key]
 
         return OnlinePeakPicker(
-            threshold=pick(c.lstm_threshold, "threshold", LEGACY_PICKER["threshold"]),
-            pre_avg_s=pick(c.lstm_pre_avg_s, "pre_avg_s", LEGACY_PICKER["pre_avg_s"]),
-            pre_max_s=pick(c.lstm_pre_max_s, "pre_max_s", LEGACY_PICKER["pre_max_s"]),
+            threshold=pick(c.lstm_threshold, "threshold"),
+            pre_avg_s=pick(c.lstm_pre_avg_s, "pre_avg_s"),
+            pre_max_s=pick(c.lstm_pre_max_s, "pre_max_s"),
             min_interval_s=c.min_interval_s,
         )
 

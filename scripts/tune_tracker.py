@@ -82,26 +82,6 @@ def capture(item, cache: Path) -> dict:
     return out
 
 
-def synthetic_extras(item, det: np.ndarray) -> dict:
-    """Re-lock time, beats kept in the break, beats in silence (as bench_beats scores them)."""
-    out: dict = {}
-    ref = item.beats
-    if item.extra.get("silence"):
-        out["silence_beats"] = int(det.size)
-    if "change_s" in item.extra:
-        t0 = item.extra["change_s"]
-        after = ref[ref > t0]
-        hit = np.array([np.min(np.abs(det - r)) <= 0.07 if det.size else False for r in after])
-        lock = next((after[i] for i in range(hit.size - 3) if hit[i : i + 4].all()), np.nan)
-        out["relock_s"] = float(lock - t0)
-    if "break" in item.extra:
-        lo, hi = item.extra["break"]
-        grid = ref[(ref >= lo) & (ref < hi)]
-        kept = sum(bool(det.size and np.min(np.abs(det - r)) <= 0.07) for r in grid)
-        out["break_kept"] = f"{kept}/{grid.size}"
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -115,7 +95,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    import mir_eval
+    import bench_beats as bb
     from diag_beats import run_tracker
     from onbeat.realtime.config import OnbeatConfig
     from onbeat.realtime.stages import StreamContext
@@ -164,15 +144,17 @@ def main() -> None:
                 if not kw:
                     live = caps[it.name]["live"]
                     same &= det.size == live.size and bool(np.allclose(det, live))
+                sc = bb.score(it, {"times_s": det})  # bench_beats' own scoring
                 if set_name == "synthetic":
                     extras.update(
-                        {f"{it.name}.{k}": v for k, v in synthetic_extras(it, det).items()}
+                        {
+                            f"{it.name}.{k}": sc[k]
+                            for k in ("relock_s", "break_kept", "silence_beats")
+                            if k in sc
+                        }
                     )
-                if it.beats.size == 0:
-                    continue
-                rt, dt = mir_eval.beat.trim_beats(it.beats), mir_eval.beat.trim_beats(det)
-                _, cmlt, _, amlt = mir_eval.beat.continuity(rt, dt)
-                rows.append((mir_eval.beat.f_measure(rt, dt), cmlt, amlt))
+                if "f" in sc:
+                    rows.append((sc["f"], sc["cmlt"], sc["amlt"]))
             m = np.mean(rows, axis=0)
             res = {"set": set_name, "setting": kw, "f": m[0], "cmlt": m[1], "amlt": m[2]}
             res.update(extras)

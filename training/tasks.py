@@ -16,6 +16,7 @@ exported to ``models/weights/NAME.safetensors`` with a model card ``NAME.json`` 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -197,9 +198,15 @@ def train_onsets(
             len(tr_items) - n_bock,
             w_r * rend_f / (bock_f + w_r * rend_f),
         )
-    valid = [
-        (p, it.onsets) for p, it in zip(pairs(va_items, cache_dir, "onsets"), va_items, strict=True)
-    ]
+    # the final model trains on fold 4 too: nothing is validated, so no validation features
+    valid = (
+        []
+        if final
+        else [
+            (p, it.onsets)
+            for p, it in zip(pairs(va_items, cache_dir, "onsets"), va_items, strict=True)
+        ]
+    )
     log.info(
         "features ready in %.0f s: %d train, %d valid files",
         time.monotonic() - t0,
@@ -216,13 +223,16 @@ def train_onsets(
         dropout=0.25,
     )
     chosen: dict[str, float] = {}
-    epochs_done = [0]
+    if final is not None:
+        chosen.update({k: float(final[k]) for k in ("threshold", "pre_avg_s", "pre_max_s")})
+    log_path = run_dir / "train.log"  # a resumed run continues the epoch count
+    epoch_no = itertools.count(
+        1 + (len(log_path.read_text().splitlines()) if log_path.exists() else 0)
+    )
 
     def score(net: CausalLSTM, _: Any) -> float:
         if final is not None:  # no validation data left: every epoch is the newest, export it
-            chosen.update({k: float(final[k]) for k in ("threshold", "pre_avg_s", "pre_max_s")})
-            epochs_done[0] += 1
-            return float(epochs_done[0])
+            return float(next(epoch_no))
         f, picker = onset_f(net, valid)
         chosen.clear()
         chosen.update(picker)
