@@ -231,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="onsets: train the final model on folds 0-4, stopping at the best epoch of this "
         "finished run's export and keeping its peak picking",
     )
+    p.add_argument("--layers", type=int, default=2, help="onsets: stacked LSTM layers")
+    p.add_argument(
+        "--target-delay",
+        type=int,
+        default=0,
+        help="onsets: mark training onsets this many 10 ms frames late (the model sees that "
+        "much of the onset; the detector declares it as latency)",
+    )
     p.add_argument(
         "--keep-folds",
         action="store_true",
@@ -577,6 +585,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             aug_copies=args.aug_copies,
             aug_kind=args.aug_kind,
             final_from=Path(args.final_from) if args.final_from else None,
+            layers=args.layers,
+            target_delay=args.target_delay,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

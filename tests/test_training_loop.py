@@ -174,3 +174,25 @@ def test_teacher_is_bidirectional_trains_and_round_trips(tmp_path):
     np.testing.assert_allclose(predict(loaded, x), predict(trained.eval(), x), atol=1e-6)
     meta = json.loads((tmp_path / "export" / "teacher.json").read_text())
     assert meta["spec"]["hidden"] == 5 and meta["valid_peak_f"] == best["score"]
+
+
+class _Feature0(torch.nn.Module):
+    """A stand-in onset network: its logit is feature 0, scaled."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 20.0 * (x[..., :1] - 0.5)
+
+
+def test_onset_f_dates_delayed_targets_back():
+    """A model trained with targets ``d`` frames late fires ``d`` frames after each onset;
+    ``onset_f(target_delay=d)`` dates those detections back onto the onsets."""
+    from onbeat.training.tasks import onset_f
+
+    ref = np.array([0.5, 1.2, 2.0, 2.7])
+    d = 3  # 30 ms: outside the ±25 ms window unless dated back
+    x = np.zeros((400, 2), np.float32)
+    x[np.round(ref * 100).astype(int) + d, 0] = 1.0
+    data = [((x, np.zeros((400, 1), np.float32)), ref)]
+    pick = [{"threshold": 0.5, "pre_avg_s": 0.0, "pre_max_s": 0.01}]
+    assert onset_f(_Feature0(), data, pickers=pick, target_delay=d)[0] == pytest.approx(1.0)
+    assert onset_f(_Feature0(), data, pickers=pick)[0] == 0.0

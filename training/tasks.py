@@ -69,6 +69,7 @@ def onset_f(
     net: CausalLSTM,
     data: Sequence[tuple[Pair, np.ndarray]],
     pickers: Sequence[dict[str, float]] | None = None,
+    target_delay: int = 0,
 ) -> tuple[float, dict[str, float]]:
     """Best summed onset F (±25 ms) over peak-picker settings and the setting that gives it.
 
@@ -76,7 +77,8 @@ def onset_f(
     frame before the frame that reports it, as :class:`~onbeat.realtime.neural.LstmOnsets` does.
     ``pickers`` are dicts of ``threshold``, ``pre_avg_s`` and ``pre_max_s``
     (default: :func:`onset_pickers`); the chosen one ships in the model's metadata, which the
-    live detector reads.
+    live detector reads. A model trained with targets ``target_delay`` frames late has its
+    onsets dated that many frames earlier still.
     """
     import mir_eval
     from onbeat.realtime.config import OnsetConfig
@@ -97,7 +99,7 @@ def onset_f(
                 pre_max_s=pk["pre_max_s"],
                 min_interval_s=c.min_interval_s,
             )
-            det = peaks * 0.01
+            det = (peaks - target_delay) * 0.01
             m = len(mir_eval.util.match_events(ref, det, 0.025))
             tp, fp, fn = tp + m, fp + len(det) - m, fn + len(ref) - m
         p = tp / max(tp + fp, 1)
@@ -136,6 +138,7 @@ def train_onsets(
     config: TrainConfig,
     hidden: int = 32,
     layers: int = 2,
+    target_delay: int = 0,
     aug_copies: int = 0,
     aug_dir: Path = Path("data/bock_aug"),
     aug_room: bool = True,
@@ -155,6 +158,10 @@ def train_onsets(
     join the training set with their note-on onsets; their crops are drawn with a total share
     of at most ``render_share`` (the Böck recordings keep the rest).
 
+    With ``target_delay`` > 0 the targets mark each onset that many frames (10 ms each) late:
+    the network sees that much of the onset before it must report it, and the live detector
+    declares it as extra latency (``delay_frames`` in the metadata) and dates onsets back.
+
     ``final_from`` names the export of a finished run of the same recipe. The final model then
     trains on the training *and* validation folds, stops at that run's best epoch (same
     schedule) and keeps its peak-picker setting: every choice was made on fold 4 before fold 4
@@ -169,6 +176,9 @@ def train_onsets(
         if final["epoch"] > config.epochs:
             raise ValueError(f"the reference run's best epoch {final['epoch']} > --epochs")
         config = replace(config, stop_epoch=int(final["epoch"]))
+        target_delay = int(final.get("target_delay_frames", 0))
+        spec_ref = final["spec"]
+        hidden, layers = int(spec_ref["hidden"]), int(spec_ref["layers"])
     tr_folds = ONSET_TRAIN_FOLDS + (ONSET_VALID_FOLDS if final else ())
     tr_items = bock_items(folds=tr_folds)
     va_items = bock_items(folds=ONSET_VALID_FOLDS)
@@ -186,7 +196,8 @@ def train_onsets(
             raise FileNotFoundError(f"no rendered training data in {render_dir}")
         pick = np.random.default_rng(config.seed).permutation(len(pool))[:renders]
         tr_items = tr_items + [pool[i] for i in sorted(pick)]
-    train_data = list(pairs(tr_items, cache_dir, "onsets"))
+    delay_s = target_delay / 100.0
+    train_data = list(pairs(tr_items, cache_dir, "onsets", delay=delay_s))
     weights = None
     if len(tr_items) > n_bock:
         frames = np.array([x.shape[0] for x, _ in train_data], dtype=np.float64)
@@ -204,7 +215,9 @@ def train_onsets(
         if final
         else [
             (p, it.onsets)
-            for p, it in zip(pairs(va_items, cache_dir, "onsets"), va_items, strict=True)
+            for p, it in zip(
+                pairs(va_items, cache_dir, "onsets", delay=delay_s), va_items, strict=True
+            )
         ]
     )
     log.info(
@@ -233,7 +246,7 @@ def train_onsets(
     def score(net: CausalLSTM, _: Any) -> float:
         if final is not None:  # no validation data left: every epoch is the newest, export it
             return float(next(epoch_no))
-        f, picker = onset_f(net, valid)
+        f, picker = onset_f(net, valid, target_delay=target_delay)
         chosen.clear()
         chosen.update(picker)
         return f
@@ -241,9 +254,11 @@ def train_onsets(
     def export(net: CausalLSTM, metrics: dict[str, float]) -> None:
         test = [
             (p, it.onsets)
-            for p, it in zip(pairs(te_items, cache_dir, "onsets"), te_items, strict=True)
+            for p, it in zip(
+                pairs(te_items, cache_dir, "onsets", delay=delay_s), te_items, strict=True
+            )
         ]
-        f_test, _ = onset_f(net, test, pickers=[dict(chosen)])
+        f_test, _ = onset_f(net, test, pickers=[dict(chosen)], target_delay=target_delay)
         meta = {
             "task": "online onset detection (causal LSTM, Böck et al. 2012 style)",
             "data": (
@@ -267,13 +282,16 @@ def train_onsets(
             + (f" --final-from {final_from}" if final else "")
             + (f" --renders {renders}" if renders else "")
             + (f" --aug-copies {aug_copies}" if aug_copies else "")
-            + ("" if aug_room or not aug_copies else " --aug-kind speed"),
+            + ("" if aug_room or not aug_copies else " --aug-kind speed")
+            + (f" --layers {layers}" if layers != 2 else "")
+            + (f" --target-delay {target_delay}" if target_delay else ""),
             "valid_f": round(float(final["valid_f"]), 4) if final else round(metrics["score"], 4),
             "test_f_fold5": round(f_test, 4),
             "threshold": chosen["threshold"],
             "pre_avg_s": chosen["pre_avg_s"],
             "pre_max_s": chosen["pre_max_s"],
-            "delay_frames": 1.0,
+            "delay_frames": 1.0 + target_delay,
+            "target_delay_frames": target_delay,
             "epoch": metrics["epoch"],
             "params": sum(p.numel() for p in net.parameters()),
             "licence": "weights: MIT (onbeat); trained on the Böck set, research-only data",
@@ -457,6 +475,8 @@ def main_train(
     aug_copies: int = 0,
     aug_kind: str = "full",
     final_from: Path | None = None,
+    layers: int = 2,
+    target_delay: int = 0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -514,6 +534,8 @@ def main_train(
             cache_dir=cache,
             config=cfg,
             hidden=hidden or 32,
+            layers=layers,
+            target_delay=target_delay,
             aug_copies=aug_copies,
             aug_dir=Path(os.environ.get("ONBEAT_BOCK_AUG", "data/bock_aug")),
             aug_room=aug_kind == "full",
