@@ -83,9 +83,12 @@ class BeatStage:
 
     def prepare(self, ctx: StreamContext) -> None:
         """Load the model (if any), prepare the tracker, set the gate."""
+        delay_frames = 1.0
         if self.source == "lstm":
-            self.net, _ = load_stream_model("beats", self.features, ctx)
-        delay_s = self.hop_size / ctx.sample_rate_hz
+            self.net, meta = load_stream_model("beats", self.features, ctx)
+            # a model trained with late targets reports each beat that many frames later
+            delay_frames += float(meta.get("target_delay_frames", 0))
+        delay_s = delay_frames * self.hop_size / ctx.sample_rate_hz
         cfg = self.tracker_config
         self.tracker = BeatTracker(
             dataclasses.replace(cfg, input_latency_s=cfg.input_latency_s + delay_s),

@@ -236,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-delay",
         type=int,
         default=0,
-        help="onsets: mark training onsets this many 10 ms frames late (the model sees that "
-        "much of the onset; the detector declares it as latency)",
+        help="onsets/beats: mark training events this many 10 ms frames late (the model hears "
+        "that much of the event; the live stage declares it as latency)",
     )
     p.add_argument(
         "--keep-folds",

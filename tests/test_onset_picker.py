@@ -15,16 +15,16 @@ from onbeat.realtime.stages import StreamContext
 CTX = StreamContext(sample_rate_hz=44100, hop_size=441)
 
 
-def tiny_model(tmp_path, **meta):
+def tiny_model(tmp_path, name="onsets", outputs=("onset",), **meta):
     feats = FeatureConfig()
     f = SpectralFeatures(feats)
     f.prepare(CTX)
     spec = LSTMSpec(
-        name="onsets",
+        name=name,
         n_in=f.layout.dims,
         hidden=4,
         layers=1,
-        outputs=("onset",),
+        outputs=outputs,
         features=feature_fingerprint(feats, CTX.sample_rate_hz),
     )
     torch.manual_seed(0)
@@ -65,3 +65,25 @@ def test_picker_overrides_are_validated_and_coerced():
         apply_overrides(OnbeatConfig(), {"onset.lstm_threshold": 1.5})
     with pytest.raises(ConfigError, match="lstm_pre_max_s"):
         apply_overrides(OnbeatConfig(), {"onset.lstm_pre_max_s": -0.1})
+
+
+def test_a_late_target_model_declares_its_delay(tmp_path):
+    """An onset model trained with targets 2 frames late dates its onsets 3 hops back."""
+    feats = tiny_model(tmp_path, delay_frames=3.0, target_delay_frames=2)
+    stage = LstmOnsets(OnsetConfig(), feats, hop_size=441, model_dir=tmp_path)
+    stage.prepare(CTX)
+    assert stage.spec.latency_samples == 3 * 441
+
+
+def test_a_late_target_beat_model_adds_to_the_tracker_latency(tmp_path, monkeypatch):
+    """The beat stage hands the tracker the model's target delay on top of its one frame."""
+    from onbeat.realtime.beats import BeatStage
+    from onbeat.realtime.config import BeatConfig, TrackerConfig
+
+    feats = tiny_model(tmp_path, name="beats", outputs=("beat", "downbeat"), target_delay_frames=3)
+    monkeypatch.setenv("ONBEAT_MODELS", str(tmp_path))
+    f = SpectralFeatures(feats)
+    f.prepare(CTX)
+    stage = BeatStage(BeatConfig(source="lstm"), TrackerConfig(), feats, f.layout, hop_size=441)
+    stage.prepare(CTX)
+    assert stage.tracker.config.input_latency_s == pytest.approx(4 * 441 / 44100)

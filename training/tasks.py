@@ -316,8 +316,11 @@ def train_onsets(
     )
 
 
-def beat_f(net: Any, data: Sequence[tuple[Pair, np.ndarray]]) -> float:
-    """Mean of beat-activation peak F (±70 ms) — a tracker-free proxy for epoch selection."""
+def beat_f(net: Any, data: Sequence[tuple[Pair, np.ndarray]], target_delay: int = 0) -> float:
+    """Mean of beat-activation peak F (±70 ms) — a tracker-free proxy for epoch selection.
+
+    Peaks of a model trained with targets ``target_delay`` frames late are dated that many
+    frames back."""
     import mir_eval
     from onbeat.realtime.onset import pick_peaks_online
 
@@ -332,7 +335,8 @@ def beat_f(net: Any, data: Sequence[tuple[Pair, np.ndarray]]) -> float:
             pre_max_s=0.15,
             min_interval_s=0.2,
         )
-        fs.append(mir_eval.onset.f_measure(ref, peaks * 0.01, window=0.07)[0])
+        det = (peaks - target_delay) * 0.01
+        fs.append(mir_eval.onset.f_measure(ref, det, window=0.07)[0])
     return float(np.mean(fs)) if fs else 0.0
 
 
@@ -351,6 +355,7 @@ def train_beats(
     init: Path | None = None,
     pseudo_dir: Path | None = None,
     pseudo_weight: float = 1.0,
+    target_delay: int = 0,
 ) -> dict[str, float]:
     """Train the causal beat/downbeat LSTM on rendered MIDI and export the best epoch.
 
@@ -363,6 +368,11 @@ def train_beats(
     as ``teacher.*``. ``init`` starts from a ``best.pt`` of the same shape. ``pseudo_dir`` adds
     the pseudo-labelled real recordings of :mod:`onbeat.training.pseudo` (frames outside their
     kept segments are masked), their crop-sampling probability multiplied by ``pseudo_weight``.
+
+    ``target_delay`` > 0 marks each beat that many frames late in the targets, so the network
+    hears the beat's attack before it must report it; the metadata names it and the live
+    stage adds it to the tracker's input latency (the tracker predicts beats, so what is
+    emitted stays on time once it is locked).
     """
     tr_items = render_items(render_dir, split="train")
     if 0 < max_train < len(tr_items):
@@ -382,9 +392,11 @@ def train_beats(
             raise FileNotFoundError(f"no pseudo-labelled items in {pseudo_dir}")
         tr_items = tr_items + extra
     weights = [1.0] * n_renders + [pseudo_weight] * (len(tr_items) - n_renders)
-    train_data = list(pairs(tr_items, cache_dir, "beats", mmap=True))
+    delay_s = target_delay / 100.0
+    train_data = list(pairs(tr_items, cache_dir, "beats", mmap=True, delay=delay_s))
     valid = [
-        (p, it.beats) for p, it in zip(pairs(va_items, cache_dir, "beats"), va_items, strict=True)
+        (p, it.beats)
+        for p, it in zip(pairs(va_items, cache_dir, "beats", delay=delay_s), va_items, strict=True)
     ]
     spec = LSTMSpec(
         name="beats",
@@ -408,8 +420,10 @@ def train_beats(
             "task": "online beat and downbeat activation (causal LSTM)",
             "data": f"rendered MIDI (Groove, POP909, ASAP) train split, {n_renders} items"
             f"{pseudo_note}; valid split {len(va_items)} items",
-            "training_command": "onbeat train beats",
+            "training_command": "onbeat train beats"
+            + (f" --target-delay {target_delay}" if target_delay else ""),
             "valid_peak_f": round(metrics["score"], 4),
+            "target_delay_frames": target_delay,
             "epoch": metrics["epoch"],
             "params": sum(p.numel() for p in net.parameters()),
             "licence": "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
@@ -437,7 +451,7 @@ def train_beats(
         valid_data=[p for p, _ in valid],
         config=config,
         run_dir=run_dir,
-        score=lambda net, _: beat_f(net, valid),
+        score=lambda net, _: beat_f(net, valid, target_delay),
         on_best=export,
         augment=aug,
         context=aug.context,
@@ -564,6 +578,7 @@ def main_train(
             init=init,
             pseudo_dir=pseudo_dir,
             pseudo_weight=pseudo_weight,
+            target_delay=target_delay,
         )
     print(json.dumps(best))
     return 0
