@@ -48,7 +48,9 @@ def test_replay_fast_writes_jsonl(click_wav, tmp_path):
     assert len(onsets) == len(clicks.beats_s)
     for e in onsets:
         assert {"time_s", "emitted_s", "sample_index", "strength"} <= set(e)
-    np.testing.assert_allclose([e["time_s"] for e in onsets], clicks.beats_s, atol=0.006)
+    # within one 10 ms frame: the detector fires on the first frame its activation crosses the
+    # threshold, one or two frames after a click, and dates it back by its calibrated delay
+    np.testing.assert_allclose([e["time_s"] for e in onsets], clicks.beats_s, atol=0.0101)
 
 
 @pytest.mark.parametrize("fmt", ["flac", "ogg", "mp3"])

@@ -36,12 +36,17 @@ def test_demo_onsets_are_found_on_time():
     assert events[0].type == "start" and events[-1].type == "end"
 
 
-def test_click_timing_within_5_ms():
+@pytest.mark.parametrize(("detector", "tol_s"), [("superflux", 0.005), ("lstm", 0.0101)])
+def test_click_timing(detector, tol_s):
+    """The DSP detector dates clicks within 5 ms. The LSTM, trained to report an onset one
+    frame after it starts, fires one or two frames after a click and is dated back by its
+    calibrated delay (1.4 frames): within one 10 ms frame."""
     clicks = click_track(duration_s=6)
-    events, _ = run(ArraySource(clicks.samples, 44100))
+    config = apply_overrides(OnbeatConfig(), {"onset.detector": detector})
+    events, _ = run(ArraySource(clicks.samples, 44100), config=config)
     onsets = np.array([e.time_s for e in events if isinstance(e, OnsetEvent)])
     assert len(onsets) == len(clicks.beats_s)
-    assert np.max(np.abs(onsets - clicks.beats_s)) <= 0.005
+    assert np.max(np.abs(onsets - clicks.beats_s)) <= tol_s
 
 
 def test_silence_gives_no_onsets():
@@ -73,7 +78,9 @@ def test_resampled_input_keeps_onset_times():
     clicks44 = click_track(duration_s=5)
     clicks48 = click_track(duration_s=5, sample_rate_hz=48000)
     stereo = np.stack([clicks48.samples, 0.5 * clicks48.samples], axis=1)
-    events, _ = run(ArraySource(stereo, 48000))
+    # the DSP detector, whose timing is exact to the frame, so the resampler's is what is tested
+    config = apply_overrides(OnbeatConfig(), {"onset.detector": "superflux"})
+    events, _ = run(ArraySource(stereo, 48000), config=config)
     onsets = np.array([e.time_s for e in events if isinstance(e, OnsetEvent)])
     assert len(onsets) == len(clicks44.beats_s)
     assert np.max(np.abs(onsets - clicks44.beats_s)) <= 0.006

@@ -186,7 +186,7 @@ class _Feature0(torch.nn.Module):
 def test_onset_f_dates_delayed_targets_back():
     """A model trained with targets ``d`` frames late fires ``d`` frames after each onset;
     ``onset_f(target_delay=d)`` dates those detections back onto the onsets."""
-    from onbeat.training.tasks import onset_f
+    from onbeat.training.tasks import onset_dating_ms, onset_f
 
     ref = np.array([0.5, 1.2, 2.0, 2.7])
     d = 3  # 30 ms: outside the ±25 ms window unless dated back
@@ -196,3 +196,5 @@ def test_onset_f_dates_delayed_targets_back():
     pick = [{"threshold": 0.5, "pre_avg_s": 0.0, "pre_max_s": 0.01}]
     assert onset_f(_Feature0(), data, pickers=pick, target_delay=d)[0] == pytest.approx(1.0)
     assert onset_f(_Feature0(), data, pickers=pick)[0] == 0.0
+    # dated one frame short of the model's real delay: every match is 10 ms late
+    assert onset_dating_ms(_Feature0(), data, pick[0], d - 1) == pytest.approx(10.0)
