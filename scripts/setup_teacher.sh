@@ -16,6 +16,20 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+
+# The unlabelled real audio the teacher labels (training/teacher.py --sets fof,debian) comes
+# from Debian packages; install the missing ones (needs root).
+pkgs=(fretsonfire-songs-muldjord fretsonfire-songs-sectoid wesnoth-1.16-music frozen-bubble-data
+  hedgewars-data supertuxkart-data)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 VENV=${VENV:-.venv-teacher}
 PYTHON=${PYTHON:-python3}
 PY="$VENV/bin/python"
