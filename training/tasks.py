@@ -65,6 +65,23 @@ def onset_pickers(
     ]
 
 
+def _dated_onsets(act: np.ndarray, picker: dict[str, float], target_delay: int) -> np.ndarray:
+    """Onset times (s) the live picker reports on ``act``, dated ``1 + target_delay`` frames
+    before the frame that reports them."""
+    from onbeat.realtime.config import OnsetConfig
+    from onbeat.realtime.onset import pick_peaks_online
+
+    peaks = pick_peaks_online(
+        act,
+        frame_rate_hz=100.0,
+        threshold=picker["threshold"],
+        pre_avg_s=picker["pre_avg_s"],
+        pre_max_s=picker["pre_max_s"],
+        min_interval_s=OnsetConfig().min_interval_s,
+    )
+    return (peaks - target_delay) * 0.01
+
+
 def onset_f(
     net: CausalLSTM,
     data: Sequence[tuple[Pair, np.ndarray]],
@@ -81,25 +98,14 @@ def onset_f(
     onsets dated that many frames earlier still.
     """
     import mir_eval
-    from onbeat.realtime.config import OnsetConfig
-    from onbeat.realtime.onset import pick_peaks_online
 
-    c = OnsetConfig()
     grid = list(pickers) if pickers is not None else onset_pickers()
     acts = [predict(net, x)[:, 0] for (x, _), _ in data]
     best: tuple[float, dict[str, float]] = (-1.0, grid[0])
     for pk in grid:
         tp = fp = fn = 0
         for act, (_, ref) in zip(acts, data, strict=True):
-            peaks = pick_peaks_online(
-                act,
-                frame_rate_hz=100.0,
-                threshold=pk["threshold"],
-                pre_avg_s=pk["pre_avg_s"],
-                pre_max_s=pk["pre_max_s"],
-                min_interval_s=c.min_interval_s,
-            )
-            det = (peaks - target_delay) * 0.01
+            det = _dated_onsets(act, pk, target_delay)
             m = len(mir_eval.util.match_events(ref, det, 0.025))
             tp, fp, fn = tp + m, fp + len(det) - m, fn + len(ref) - m
         p = tp / max(tp + fp, 1)
@@ -120,18 +126,10 @@ def onset_dating_ms(
     ``1 + target_delay`` frames before the frame that reports it; its negative, in frames,
     corrects the dating (``delay_frames`` in the model's metadata)."""
     import mir_eval
-    from onbeat.realtime.config import OnsetConfig
-    from onbeat.realtime.onset import pick_peaks_online
 
     errors: list[float] = []
     for (x, _), ref in data:
-        peaks = pick_peaks_online(
-            predict(net, x)[:, 0],
-            frame_rate_hz=100.0,
-            min_interval_s=OnsetConfig().min_interval_s,
-            **picker,
-        )
-        det = (peaks - target_delay) * 0.01
+        det = _dated_onsets(predict(net, x)[:, 0], picker, target_delay)
         errors += [det[j] - ref[i] for i, j in mir_eval.util.match_events(ref, det, 0.025)]
     return 1000.0 * float(np.median(errors)) if errors else 0.0
 
@@ -191,7 +189,8 @@ def train_onsets(
     ``final_from`` names the export of a finished run of the same recipe. The final model then
     trains on the training *and* validation folds, stops at that run's best epoch (same
     schedule) and keeps its peak-picker setting: every choice was made on fold 4 before fold 4
-    joined the training data, and fold 5 stays untouched for the test score.
+    joined the training data, and fold 5 stays untouched for the test score. It also takes
+    that run's width, layers, target delay and dating (overriding ``hidden`` and ``layers``).
     """
     final: dict[str, Any] | None = None
     if final_from is not None:
