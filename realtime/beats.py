@@ -86,8 +86,9 @@ class BeatStage:
         delay_frames = 1.0
         if self.source == "lstm":
             self.net, meta = load_stream_model("beats", self.features, ctx)
-            # a model trained with late targets reports each beat that many frames later
-            delay_frames += float(meta.get("target_delay_frames", 0))
+            # as for onsets: frames between a beat and the frame reporting it (more than one
+            # for a model trained with late targets)
+            delay_frames = float(meta.get("delay_frames", 1.0))
         delay_s = delay_frames * self.hop_size / ctx.sample_rate_hz
         cfg = self.tracker_config
         self.tracker = BeatTracker(

@@ -76,11 +76,12 @@ def test_a_late_target_model_declares_its_delay(tmp_path):
 
 
 def test_a_late_target_beat_model_adds_to_the_tracker_latency(tmp_path, monkeypatch):
-    """The beat stage hands the tracker the model's target delay on top of its one frame."""
+    """The beat stage hands the tracker the model's delay (1 + its target delay, in frames)."""
     from onbeat.realtime.beats import BeatStage
     from onbeat.realtime.config import BeatConfig, TrackerConfig
 
-    feats = tiny_model(tmp_path, name="beats", outputs=("beat", "downbeat"), target_delay_frames=3)
+    beats = {"name": "beats", "outputs": ("beat", "downbeat")}
+    feats = tiny_model(tmp_path, **beats, delay_frames=4.0, target_delay_frames=3)
     monkeypatch.setenv("ONBEAT_MODELS", str(tmp_path))
     f = SpectralFeatures(feats)
     f.prepare(CTX)

@@ -402,9 +402,9 @@ def train_beats(
     kept segments are masked), their crop-sampling probability multiplied by ``pseudo_weight``.
 
     ``target_delay`` > 0 marks each beat that many frames late in the targets, so the network
-    hears the beat's attack before it must report it; the metadata names it and the live
-    stage adds it to the tracker's input latency (the tracker predicts beats, so what is
-    emitted stays on time once it is locked).
+    hears the beat's attack before it must report it; the metadata's ``delay_frames`` (1 + the
+    delay, as for onsets) is added by the live stage to the tracker's input latency (the
+    tracker predicts beats, so what is emitted stays on time once it is locked).
     """
     tr_items = render_items(render_dir, split="train")
     if 0 < max_train < len(tr_items):
@@ -456,6 +456,7 @@ def train_beats(
             + (f" --target-delay {target_delay}" if target_delay else ""),
             "valid_peak_f": round(metrics["score"], 4),
             "target_delay_frames": target_delay,
+            "delay_frames": 1.0 + target_delay,
             "epoch": metrics["epoch"],
             "params": sum(p.numel() for p in net.parameters()),
             "licence": "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
