@@ -80,7 +80,7 @@ def bench_onbeat(signal: np.ndarray, windows: int) -> dict[str, float]:
         out = net(m[None])
         t2 = time.perf_counter()
         if head is not None:
-            head.from_trunk(out["trunk_map"])
+            head.embed(m[None], out["trunk_map"])
         t3 = time.perf_counter()
         with torch.inference_mode():
             tnet(torch.from_numpy(m)[None])

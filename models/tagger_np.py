@@ -29,6 +29,7 @@ __all__ = [
     "GENRES",
     "POOLS",
     "QUADRANTS",
+    "NumpySimilarity",
     "NumpySimilarityHead",
     "NumpyTagCNN",
     "SimilaritySpec",
@@ -153,6 +154,20 @@ class TaggerSpec:
             fmax_hz=self.fmax_hz,
             log_mul=self.log_mul,
             filterbank=filterbank,
+        )
+
+    @property
+    def input_key(self) -> tuple[Any, ...]:
+        """What defines the network's input (rate, FFT, hop, mels, range, log, window): two
+        nets with equal keys read the same log-mel, so one mel can feed both."""
+        return (
+            self.sample_rate_hz,
+            self.n_fft,
+            self.hop_size,
+            self.n_mels,
+            self.fmax_hz,
+            self.log_mul,
+            self.window_s,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -405,6 +420,48 @@ class NumpySimilarityHead:
     def from_trunk(self, trunk_map: npt.ArrayLike) -> F32:
         """Unit-norm embeddings of trunk maps (:meth:`NumpyTagCNN.trunk_map`), ``(batch, dim)``."""
         return self.forward(pool_trunk_np(trunk_map, self.spec.pool))
+
+
+class NumpySimilarity:
+    """A similarity head and the trunk it reads, for NumPy inference.
+
+    The head either shares the tagger's trunk pass (``trunk`` None: the live worker runs the
+    trunk once for tags and embedding) or has a trunk of its own (a frozen tagger trunk it was
+    trained on, run on the same log-mel), so the tagger can be retrained for its own targets
+    without moving the embedding the library was indexed with.
+
+    Parameters
+    ----------
+    head : NumpySimilarityHead
+    trunk : NumpyTagCNN, optional
+        The head's own trunk (its input key must equal the tagger's).
+    """
+
+    def __init__(self, head: NumpySimilarityHead, trunk: NumpyTagCNN | None = None) -> None:
+        self.head = head
+        self.trunk = trunk
+
+    @property
+    def spec(self) -> SimilaritySpec:
+        """The head's spec."""
+        return self.head.spec
+
+    @property
+    def shares_trunk(self) -> bool:
+        """Whether the head reads the tagger's own trunk pass."""
+        return self.trunk is None
+
+    def embed(self, mel: npt.ArrayLike, tagger_trunk_map: npt.ArrayLike | None = None) -> F32:
+        """Unit-norm embeddings of log-mel windows ``(batch, frames, n_mels)``, ``(batch, dim)``.
+
+        ``tagger_trunk_map`` is the tagger's trunk map of the same windows; it is required when
+        the head shares that trunk and ignored when the head has its own.
+        """
+        if self.trunk is not None:
+            return self.head.from_trunk(self.trunk.trunk_map(mel))
+        if tagger_trunk_map is None:
+            raise ValueError("this head reads the tagger's trunk: pass its trunk map")
+        return self.head.from_trunk(tagger_trunk_map)
 
 
 def _load(path: str | Path) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:

@@ -191,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
         "teacher tags; 0: off)",
     )
     p.add_argument(
+        "--trunk",
+        help="similarity: the frozen tagger (.safetensors) whose trunk the head reads (default: "
+        "the shipped similarity_trunk, else the tags model)",
+    )
+    p.add_argument(
         "--consistency",
         type=float,
         default=0.0,
@@ -587,6 +592,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             final_from=Path(args.final_from) if args.final_from else None,
             layers=args.layers,
             target_delay=args.target_delay,
+            trunk=Path(args.trunk) if args.trunk else None,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIO_EXTENSIONS",
     "SCHEMA_VERSION",
+    "TRUNK_NAME",
     "WINDOW_HOP_S",
     "AddResult",
     "Embedder",
@@ -89,7 +90,9 @@ __all__ = [
     "file_sha256",
     "find_audio_files",
     "resolve_db_path",
+    "same_weights",
     "similarity_head",
+    "similarity_trunk_path",
     "weights_id",
 ]
 
@@ -162,46 +165,93 @@ def weights_id(path: str | os.PathLike[str]) -> str:
     return f"{p.stem}:{file_sha256(p)[:16]}"
 
 
+#: Stem of a similarity head's own trunk (a frozen tagger) beside ``similarity.safetensors``.
+TRUNK_NAME = "similarity_trunk"
+
+
+def same_weights(a: str, b: str) -> bool:
+    """Whether two :func:`weights_id` values name the same weights file content (the hash part;
+    the stem differs for a copy, e.g. ``tags:…`` and ``similarity_trunk:…``)."""
+    return a.rpartition(":")[2] == b.rpartition(":")[2]
+
+
+def similarity_trunk_path(
+    tagger_path: str | os.PathLike[str], head_path: str | os.PathLike[str]
+) -> Path | None:
+    """The weights file whose trunk the head ``head_path`` reads, or None when neither fits.
+
+    The tagger itself when the head was trained on its trunk (its spec's ``trunk_id`` names the
+    tagger's weights: one trunk pass serves tags and embedding); else the head's own trunk,
+    ``similarity_trunk.safetensors`` beside it, when that is the trunk the head was trained on
+    and reads the same log-mel as the tagger.
+    """
+    from onbeat.models.tagger_np import SimilaritySpec, TaggerSpec
+
+    tagger, head = Path(tagger_path), Path(head_path)
+    trunk_id = SimilaritySpec.from_json(
+        json.loads(head.with_suffix(".json").read_text())["spec"]
+    ).trunk_id
+    if same_weights(trunk_id, weights_id(tagger)):
+        return tagger
+    own = head.with_name(f"{TRUNK_NAME}.safetensors")
+    if not (own.exists() and own.with_suffix(".json").exists()):
+        return None
+    if not same_weights(trunk_id, weights_id(own)):
+        return None
+
+    def key(p: Path) -> tuple[object, ...]:
+        spec = json.loads(p.with_suffix(".json").read_text())["spec"]
+        return TaggerSpec.from_json(spec).input_key
+
+    return own if key(own) == key(tagger) else None
+
+
 def similarity_head(
     tagger_path: str | os.PathLike[str], head_path: str | os.PathLike[str] | None = None
 ) -> tuple[Any | None, str]:
-    """The similarity head for a tagger, and the id of the embedding the library then stores.
+    """The similarity model for a tagger, and the id of the embedding the library then stores.
 
     The head (``similarity.safetensors``: beside the tagger's weights, else ``head_path`` or the
-    registry's) is used only when it was trained on this tagger's trunk (its spec's
-    ``trunk_id`` equals :func:`weights_id` of the tagger); the model id is then the head's
-    :func:`weights_id` (``similarity:<hash>``). Otherwise the embedding is the tagger's hidden
-    layer and the id the tagger's (``tags:<hash>``).
+    registry's) is used when :func:`similarity_trunk_path` finds the trunk it was trained on:
+    the tagger's own (one trunk pass per window) or its own frozen copy beside it
+    (``similarity_trunk.safetensors``; a second trunk pass on the same log-mel). The model id is
+    then the head's :func:`weights_id` (``similarity:<hash>``; the head's spec pins its trunk).
+    Otherwise the embedding is the tagger's hidden layer and the id the tagger's
+    (``tags:<hash>``).
 
     Returns
     -------
-    head : NumpySimilarityHead or None
-        The head for NumPy inference (:mod:`onbeat.models.tagger_np`).
+    model : NumpySimilarity or None
+        Head and trunk for NumPy inference (:mod:`onbeat.models.tagger_np`).
     model_id : str
     """
     from onbeat.models.registry import weights_path
-    from onbeat.models.tagger_np import load_head_np
+    from onbeat.models.tagger_np import NumpySimilarity, load_head_np, load_tagger_np
 
     tagger = Path(tagger_path)
-    trunk_id = weights_id(tagger)
+    tagger_id = weights_id(tagger)
     beside = tagger.with_name("similarity.safetensors")
     p = Path(head_path) if head_path is not None else beside
     if not p.exists():
         p = weights_path("similarity")
     if not p.exists() or not p.with_suffix(".json").exists():
-        return None, trunk_id
+        return None, tagger_id
+    trunk = similarity_trunk_path(tagger, p)
     head, _ = load_head_np(p)
-    if head.spec.trunk_id != trunk_id:
+    if trunk is None:
         level = logging.WARNING if p == beside else logging.DEBUG
         log.log(
             level,
-            "similarity head %s was trained on %s, not on %s: using the tagger's embedding",
+            "similarity head %s was trained on %s, which is neither %s nor a %s beside it: "
+            "using the tagger's embedding",
             p,
             head.spec.trunk_id,
-            trunk_id,
+            tagger_id,
+            TRUNK_NAME,
         )
-        return None, trunk_id
-    return head, weights_id(p)
+        return None, tagger_id
+    own = None if trunk == tagger else load_tagger_np(trunk)[0]
+    return NumpySimilarity(head, own), weights_id(p)
 
 
 def find_audio_files(items: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -406,7 +456,8 @@ class Embedder:
         for i in range(0, len(windows), self.batch):
             mel = np.stack([self.spec.log_mel(w, self._fb) for w in windows[i : i + self.batch]])
             if self.head is not None:
-                h = self.head.from_trunk(self.net.trunk_map(mel))
+                shared = self.net.trunk_map(mel) if self.head.shares_trunk else None
+                h = self.head.embed(mel, shared)
             else:
                 h = self.net.embed(mel)
                 h = h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-9)

@@ -197,11 +197,12 @@ def _reindex(args: argparse.Namespace, config: OnbeatConfig, db: Path) -> int:
 
 
 def _current_model_id() -> str | None:
+    """The id of the embedding new tracks get (the similarity head's, or the tagger's)."""
     from onbeat.models.registry import weights_path
-    from onbeat.realtime.library import weights_id
+    from onbeat.realtime.library import similarity_head
 
     path = weights_path("tags")
-    return weights_id(path) if path.exists() else None
+    return similarity_head(path)[1] if path.exists() else None
 
 
 def _minutes(seconds: float) -> str:

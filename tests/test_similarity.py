@@ -240,6 +240,73 @@ def test_library_uses_the_matching_head(tmp_path: Path) -> None:
     assert similarity_head(tagger) == (None, weights_id(tagger))
 
 
+def test_head_with_its_own_trunk_serves_a_retrained_tagger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A head trained on an older tagger keeps its embedding when the tagger is retrained: its
+    frozen trunk ships beside it (``similarity_trunk``) and runs on the same log-mel, in the
+    library's embedder, in the live tagger and in ``onbeat eval similarity``."""
+    import shutil
+
+    from onbeat.models.tagger_np import load_head_np, load_tagger_np
+    from onbeat.realtime.config import TagsConfig
+    from onbeat.realtime.library import TRUNK_NAME, similarity_trunk_path
+    from onbeat.realtime.tags import Tagger
+    from onbeat.training.eval_similarity import _trunk_embedders
+
+    old = _tagger(tmp_path / "old")  # the trunk the head was trained on
+    ship = tmp_path / "ship"
+    torch.manual_seed(1)
+    tagger = save_tagger(TagCNN(SMALL).eval(), ship)  # the retrained tagger
+    assert weights_id(tagger) != weights_id(old)
+    spec = SimilaritySpec(in_dim=2 * SMALL.channels[-1], pool="global", dim=12)
+    torch.manual_seed(2)
+    head_path = save_head(
+        SimilarityHead(dataclasses.replace(spec, trunk_id=weights_id(old))).eval(), ship
+    )
+    # without its trunk the head is not used
+    assert similarity_trunk_path(tagger, head_path) is None
+    assert similarity_head(tagger) == (None, weights_id(tagger))
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(old.with_suffix(suffix), (ship / TRUNK_NAME).with_suffix(suffix))
+    own = ship / f"{TRUNK_NAME}.safetensors"
+    assert similarity_trunk_path(tagger, head_path) == own
+    model, model_id = similarity_head(tagger)
+    assert model is not None and not model.shares_trunk and model_id == weights_id(head_path)
+
+    rng = np.random.default_rng(0)
+    w = [(0.2 * rng.standard_normal(SMALL.window_samples)).astype(np.float32) for _ in range(3)]
+    fb = SMALL.filterbank()
+    mel = np.stack([SMALL.log_mel(x, fb) for x in w])
+    expected = load_head_np(head_path)[0].from_trunk(load_tagger_np(old)[0].trunk_map(mel))
+    emb = Embedder(tagger)
+    assert emb.model_id == model_id and emb.dim == 12
+    np.testing.assert_allclose(emb.embed_windows(w), expected, atol=1e-6)
+    from onbeat.realtime.library_cli import _current_model_id
+
+    monkeypatch.setenv("ONBEAT_MODELS", str(ship))  # `library list` marks other models' tracks
+    assert _current_model_id() == model_id
+    live = Tagger(TagsConfig(), sample_rate_hz=SMALL.sample_rate_hz, weights=tagger, inline=True)
+    live.prepare()
+    np.testing.assert_allclose(live._infer(w[0])[3], expected[0], atol=1e-6)
+    # the tags still come from the retrained tagger
+    probs = load_tagger_np(tagger)[0](mel[:1])["genre"]
+    assert not np.allclose(probs, load_tagger_np(old)[0](mel[:1])["genre"])
+    # the torch evaluation path runs the same trunk
+    run = _trunk_embedders(tagger, head_path)["trunk"]
+    np.testing.assert_allclose(run(mel)["head"], expected, atol=1e-4)
+
+    # a trunk that reads another log-mel is refused
+    other = dataclasses.replace(SMALL, n_mels=64)
+    torch.manual_seed(3)
+    odd = save_tagger(TagCNN(other).eval(), tmp_path / "odd")
+    save_head(SimilarityHead(dataclasses.replace(spec, trunk_id=weights_id(odd))).eval(), ship)
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(odd.with_suffix(suffix), own.with_suffix(suffix))
+    assert similarity_trunk_path(tagger, head_path) is None
+    assert similarity_head(tagger)[0] is None
+
+
 @pytest.mark.parametrize("pool", POOLS)
 def test_live_tagger_publishes_the_head_embedding(tmp_path: Path, pool: str) -> None:
     from onbeat.realtime.config import TagsConfig

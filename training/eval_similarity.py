@@ -285,27 +285,36 @@ class MelStats:
 def _trunk_embedders(
     tagger_path: Path | None, head_path: Path | None
 ) -> dict[str, Callable[[F32], dict[str, F32]]]:
-    """One function running the trunk once per window batch for the tagger and the head."""
+    """One function embedding window batches with the tagger's hidden layer and the head.
+
+    The head reads the trunk that :func:`~onbeat.realtime.library.similarity_trunk_path`
+    finds, as live: the tagger's own pass, or its own frozen trunk. A head that fits neither is
+    not evaluated."""
     import torch
     from onbeat.models.registry import weights_path
     from onbeat.models.similarity import load_head
     from onbeat.models.tagger import load_tagger
+    from onbeat.realtime.library import similarity_trunk_path
 
     tp = tagger_path or weights_path("tags")
     if not tp.exists():
         return {}
     net, _ = load_tagger(tp)
     hp = head_path or weights_path("similarity")
-    head = load_head(hp)[0] if hp.exists() else None
+    trunk = similarity_trunk_path(tp, hp) if hp.exists() else None
+    head = load_head(hp)[0] if trunk is not None else None
+    head_net = net if trunk in (None, tp) else load_tagger(trunk)[0]
 
     def run(windows: F32) -> dict[str, F32]:
         outs: dict[str, list[F32]] = {"tagger": [], "head": []}
         with torch.inference_mode():
             for i in range(0, windows.shape[0], 64):
-                x = net.trunk_map(torch.from_numpy(np.ascontiguousarray(windows[i : i + 64])))
+                mel = torch.from_numpy(np.ascontiguousarray(windows[i : i + 64]))
+                x = net.trunk_map(mel)
                 outs["tagger"].append(_unit(net.hidden(net.pool(x)).numpy()))
                 if head is not None:
-                    outs["head"].append(head.from_trunk(x).numpy())
+                    hx = x if head_net is net else head_net.trunk_map(mel)
+                    outs["head"].append(head.from_trunk(hx).numpy())
         return {k: np.concatenate(v) for k, v in outs.items() if v}
 
     return {"trunk": run}

@@ -376,6 +376,7 @@ def train_similarity(
     renders_root: Path = Path("data/renders"),
     same_window: float = 0.0,
     tag_weight: float = 0.0,
+    trunk: Path | None = None,
 ) -> dict[str, Any]:
     """Train the head on 4Q (minus the held-out artist fold) and real recordings, export it with
     a model card and (``evaluate``) the ``onbeat eval similarity`` numbers on 4Q.
@@ -390,16 +391,25 @@ def train_similarity(
     fingerprint-like objective of same-track retrieval. ``tag_weight`` > 0 adds
     :func:`tag_loss`: tracks whose 4Q quadrant, AllMusic genres and teacher soft tags agree are
     drawn nearer (:func:`track_tags`).
+
+    ``trunk`` is the frozen tagger whose trunk the head reads (default: the head's own trunk
+    that ships, ``similarity_trunk.safetensors``, else the tags model). Unless it is the export
+    folder's tags model, it is copied beside the exported head as ``similarity_trunk``, so the
+    live tagger, the library and ``onbeat eval similarity`` run it (a second trunk pass) when
+    the tagger is a different model.
     """
     from onbeat.models.registry import weights_path
     from onbeat.models.tagger import load_tagger
-    from onbeat.realtime.library import WINDOW_HOP_S, weights_id
+    from onbeat.realtime.library import TRUNK_NAME, WINDOW_HOP_S, same_weights, weights_id
     from onbeat.training.augment import MelAugment
     from onbeat.training.eval_similarity import DEGRADATION, TEST_FOLD, TEST_FOLDS
     from onbeat.training.tags import artist_folds, mel_of, mer4q_items, teacher_items
     from onbeat.training.tasks import _card
 
-    tagger_path = weights_path("tags")
+    if trunk is None:
+        own = weights_path(TRUNK_NAME)
+        trunk = own if own.exists() else weights_path("tags")
+    tagger_path = Path(trunk)
     net, _ = load_tagger(tagger_path)
     spec = net.spec
     items = mer4q_items(teacher_dir=teacher_dir)
@@ -492,7 +502,8 @@ def train_similarity(
         with tempfile.TemporaryDirectory() as tmp:
             path = save_head(head, tmp)
             tracks, _ = load_tracks(items[0].audio.parents[2])
-            metrics = evaluate_similarity(tracks, head_path=path)
+            _copy_trunk(tagger_path, path.parent / f"{TRUNK_NAME}.safetensors")  # as live
+            metrics = evaluate_similarity(tracks, tagger_path=weights_path("tags"), head_path=path)
         meta["eval_command"] = "onbeat eval similarity ../shared/data/mood/mer4q"
         meta["eval_4q"] = {
             f"{name} {k}": round(v, 4)
@@ -502,6 +513,23 @@ def train_similarity(
         }
         result["eval"] = metrics
     save_head(head, export_dir, extra=meta)
+    shipped_tags = export_dir / "tags.safetensors"
+    if not (
+        shipped_tags.exists() and same_weights(weights_id(shipped_tags), weights_id(tagger_path))
+    ):
+        _copy_trunk(tagger_path, export_dir / f"{TRUNK_NAME}.safetensors")
     (export_dir / f"{head.spec.name}.md").write_text(_card(head.spec.name, meta))
     (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _copy_trunk(src: Path, dst: Path) -> None:
+    """Copy a tagger's weights and metadata (``.safetensors`` and ``.json``) to ``dst``'s stem,
+    unless they are already that file."""
+    import shutil
+
+    if dst.exists() and dst.resolve() == src.resolve():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(src.with_suffix(suffix), dst.with_suffix(suffix))

@@ -524,6 +524,7 @@ def main_train(
     final_from: Path | None = None,
     layers: int = 2,
     target_delay: int = 0,
+    trunk: Path | None = None,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -564,6 +565,7 @@ def main_train(
             renders_root=Path(os.environ.get("ONBEAT_RENDERS", "data/renders")),
             same_window=same_window,
             tag_weight=tag_weight,
+            trunk=trunk,
         )
         print(json.dumps({"losses": sim["losses"]}))
         return 0
