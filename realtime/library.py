@@ -211,9 +211,10 @@ def similarity_head(
 ) -> tuple[Any | None, str]:
     """The similarity model for a tagger, and the id of the embedding the library then stores.
 
-    The head (``similarity.safetensors``: beside the tagger's weights, else ``head_path`` or the
-    registry's) is used when :func:`similarity_trunk_path` finds the trunk it was trained on:
-    the tagger's own (one trunk pass per window) or its own frozen copy beside it
+    The head (``head_path``, else ``similarity.safetensors`` beside the tagger's weights: a
+    weights folder is one set, so an ``ONBEAT_MODELS`` folder with a new tagger and no head
+    gets the tagger's own embedding) is used when :func:`similarity_trunk_path` finds the trunk
+    it was trained on: the tagger's own (one trunk pass per window) or its own frozen copy beside it
     (``similarity_trunk.safetensors``; a second trunk pass on the same log-mel). The model id is
     then the head's :func:`weights_id` (``similarity:<hash>``; the head's spec pins its trunk).
     Otherwise the embedding is the tagger's hidden layer and the id the tagger's
@@ -225,15 +226,12 @@ def similarity_head(
         Head and trunk for NumPy inference (:mod:`onbeat.models.tagger_np`).
     model_id : str
     """
-    from onbeat.models.registry import weights_path
     from onbeat.models.tagger_np import NumpySimilarity, load_head_np, load_tagger_np
 
     tagger = Path(tagger_path)
     tagger_id = weights_id(tagger)
     beside = tagger.with_name("similarity.safetensors")
     p = Path(head_path) if head_path is not None else beside
-    if not p.exists():
-        p = weights_path("similarity")
     if not p.exists() or not p.with_suffix(".json").exists():
         return None, tagger_id
     trunk = similarity_trunk_path(tagger, p)

@@ -183,6 +183,9 @@ class Tagger:
         the worker thread.
     weights : path, optional
         A ``tags.safetensors`` file (default: the shipped one, ``ONBEAT_MODELS`` overrides).
+    head : path, optional
+        A ``similarity.safetensors`` head for the embedding (default: the one beside
+        ``weights``; see :func:`~onbeat.realtime.library.similarity_head`).
     """
 
     def __init__(
@@ -192,11 +195,13 @@ class Tagger:
         sample_rate_hz: int,
         inline: bool = False,
         weights: Path | None = None,
+        head: Path | None = None,
     ) -> None:
         self.config = config
         self.rate_hz = int(sample_rate_hz)
         self.inline = inline
         self.weights = weights
+        self.head = head
         self.window_n = round(config.window_s * self.rate_hz)
         self.hop_n = round(config.hop_s * self.rate_hz)
         self.ring = RingBuffer(self.window_n + 2 * self.hop_n + self.rate_hz)
@@ -238,7 +243,7 @@ class Tagger:
         self._net, _ = load_tagger_np(path)
         from onbeat.realtime.library import similarity_head
 
-        self._head, model_id = similarity_head(path)
+        self._head, model_id = similarity_head(path, self.head)
         spec = self._spec = self._net.spec
         if spec.sample_rate_hz != self.rate_hz:
             raise ValueError(

@@ -14,6 +14,10 @@ confident than on new music. ``--fold-models RUN_DIR`` uses the cross-validation
 ``onbeat train tags --folds K --keep-folds --steps 0 --run-dir RUN_DIR`` instead: each clip is
 tagged by the model that did not train on it, and pairs are drawn within one fold's test clips.
 
+The novelty restart reads the similarity head's embedding, as live. Fold models have no head
+beside them, so ``--fold-models`` uses the shipped head, whose own frozen trunk
+(``similarity_trunk``) runs beside each fold model; ``--head`` picks another.
+
 Run: ``python scripts/tune_tag_smoothing.py DIR [--fold-models runs/tf2/tags] [--pairs 300]``
 (DIR: audio files, e.g. ``../shared/data/mood/mer4q/audio``; the raw sequences are cached).
 """
@@ -69,9 +73,15 @@ def _groups(files: list[Path], fold_models: Path | None) -> list[tuple[Path, lis
 
 
 def tag_all(
-    config: OnbeatConfig, files: list[Path], fold_models: Path | None, n_pairs: int, seed: int
+    config: OnbeatConfig,
+    files: list[Path],
+    fold_models: Path | None,
+    n_pairs: int,
+    seed: int,
+    head: Path | None = None,
 ) -> tuple[list[Seq], list[tuple[float, Seq]]]:
-    """Raw window sequences of every file and of ``n_pairs`` random same-group pairs."""
+    """Raw window sequences of every file and of ``n_pairs`` random same-group pairs
+    (``head``: the similarity head whose embedding drives the novelty restart)."""
     from onbeat.training.datasets import load_audio
     from tqdm import tqdm
 
@@ -81,7 +91,7 @@ def tag_all(
     singles: list[Seq] = []
     pairs: list[tuple[float, Seq]] = []
     for weights, group in groups:
-        tagger = Tagger(config.tags, sample_rate_hz=rate, inline=True, weights=weights)
+        tagger = Tagger(config.tags, sample_rate_hz=rate, inline=True, weights=weights, head=head)
         tagger.prepare()
         audio = {f: load_audio(f, rate) for f in tqdm(group, desc=f"load {weights.parent.name}")}
         singles += [_raw(tagger, audio[f]) for f in tqdm(group, desc="files")]
@@ -115,6 +125,12 @@ def main() -> None:
     ap.add_argument("--max-files", type=int, default=0)
     ap.add_argument("--fold-models", type=Path, help="RUN_DIR/tags of a --keep-folds CV run")
     ap.add_argument("--pairs", type=int, default=300, help="random song changes to simulate")
+    ap.add_argument(
+        "--head",
+        type=Path,
+        help="similarity head for the novelty embedding (default: the one beside the tagger; "
+        "with --fold-models the shipped one, which runs on its own trunk as live)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path("runs/tag_smoothing_raw.pkl"))
     ap.add_argument("--ema", default="4,6,8,12", help="comma-separated tags.ema_s values")
@@ -132,7 +148,10 @@ def main() -> None:
         files = find_audio(args.directory)
         if args.max_files:
             files = files[: args.max_files]
-        singles, pairs = tag_all(config, files, args.fold_models, args.pairs, args.seed)
+        head = args.head
+        if head is None and args.fold_models is not None:
+            head = weights_path("similarity")
+        singles, pairs = tag_all(config, files, args.fold_models, args.pairs, args.seed, head)
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         args.cache.write_bytes(pickle.dumps((singles, pairs)))
     hop_s, window_s = config.tags.hop_s, config.tags.window_s

@@ -289,6 +289,19 @@ def test_head_with_its_own_trunk_serves_a_retrained_tagger(
     live = Tagger(TagsConfig(), sample_rate_hz=SMALL.sample_rate_hz, weights=tagger, inline=True)
     live.prepare()
     np.testing.assert_allclose(live._infer(w[0])[3], expected[0], atol=1e-6)
+    solo = tmp_path / "solo"  # a tagger alone in its folder, given the head explicitly
+    solo.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(tagger.with_suffix(suffix), (solo / "tags").with_suffix(suffix))
+    cfg = TagsConfig()
+    alone = Tagger(cfg, sample_rate_hz=SMALL.sample_rate_hz, weights=solo / "tags.safetensors")
+    alone.prepare()
+    assert len(alone._infer(w[0])[3]) == SMALL.hidden  # no head beside: the tagger's embedding
+    given = Tagger(
+        cfg, sample_rate_hz=SMALL.sample_rate_hz, weights=solo / "tags.safetensors", head=head_path
+    )
+    given.prepare()
+    np.testing.assert_allclose(given._infer(w[0])[3], expected[0], atol=1e-6)
     # the tags still come from the retrained tagger
     probs = load_tagger_np(tagger)[0](mel[:1])["genre"]
     assert not np.allclose(probs, load_tagger_np(old)[0](mel[:1])["genre"])
