@@ -2,6 +2,7 @@
 offline bidirectional beat teacher it also trains."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,20 @@ def test_onset_f_dates_delayed_targets_back():
     assert onset_f(_Feature0(), data, pickers=pick)[0] == 0.0
     # dated one frame short of the model's real delay: every match is 10 ms late
     assert onset_dating_ms(_Feature0(), data, pick[0], d - 1) == pytest.approx(10.0)
+
+
+def test_checkpoints_load_weights_only(tmp_path: Path) -> None:
+    """Resume loads checkpoints without running pickled code; a file that needs it (an older
+    onbeat stored NumPy scalars) gets a one-line reason, not a torch traceback."""
+    from onbeat.training.loop import load_checkpoint
+
+    ok = tmp_path / "ok.pt"
+    rng = np.random.default_rng(0)
+    torch.save({"epoch": 3, "rng": rng.bit_generator.state, "w": torch.ones(2)}, ok)
+    ck = load_checkpoint(ok)
+    assert ck["epoch"] == 3 and torch.equal(ck["w"], torch.ones(2))
+    assert ck["rng"] == rng.bit_generator.state
+    old = tmp_path / "old.pt"
+    torch.save({"lr": np.float64(0.1)}, old)
+    with pytest.raises(ValueError, match=r"not a weights-only checkpoint.*--run-dir"):
+        load_checkpoint(old)

@@ -87,6 +87,28 @@ class TrainConfig:
             raise ValueError(f"offbeat_weight = {self.offbeat_weight} must be in (0, 100]")
 
 
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint (model, optimiser, scheduler and RNG states), loaded with
+    ``weights_only`` (no pickled code runs).
+
+    Raises
+    ------
+    ValueError
+        For a file that is not a weights-only checkpoint (an older onbeat stored NumPy scalars):
+        the message says to remove it or pick another ``--run-dir``.
+    """
+    import pickle
+
+    try:
+        ck: dict[str, Any] = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{path} is not a weights-only checkpoint (written by an older onbeat?): "
+            "remove it or use another --run-dir"
+        ) from e
+    return ck
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -295,7 +317,7 @@ def train(
     rng = np.random.default_rng(config.seed)
     epoch0, best = 0, {"score": -math.inf}
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = load_checkpoint(ckpt_path)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])

@@ -44,6 +44,7 @@ import torch
 from onbeat.models.similarity import SimilarityHead, SimilaritySpec, pool_trunk, save_head
 from onbeat.models.tagger import TagCNN
 from onbeat.training.eval_similarity import windows_at
+from onbeat.training.loop import load_checkpoint
 from tqdm import tqdm
 
 __all__ = [
@@ -257,13 +258,13 @@ def fit_head(
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     total = max(1, epochs * steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1.0 + np.cos(np.pi * min(s, total) / total))
+        opt, lambda s: float(0.5 * (1.0 + np.cos(np.pi * min(s, total) / total)))
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "ckpt.pt"
     first, losses = 0, []
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = load_checkpoint(ckpt)
         if state.get("spec") != head.spec.to_json():
             raise ValueError(
                 f"{ckpt} holds a head of another shape or trunk ({state.get('spec')}); "

@@ -45,6 +45,7 @@ from onbeat.models.tagger import GENRES, TagCNN, TaggerSpec, mood_from_quadrants
 from onbeat.training.augment import MelAugment
 from onbeat.training.datasets import default_data_root, load_audio
 from onbeat.training.eval_similarity import track_windows, windows_at
+from onbeat.training.loop import load_checkpoint
 from onbeat.training.tasks import _card
 from torch import nn
 
@@ -441,7 +442,7 @@ def fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     step0 = 0
     if ckpt is not None and ckpt.exists():
-        ck = torch.load(ckpt, weights_only=False)
+        ck = load_checkpoint(ckpt)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
