@@ -15,8 +15,10 @@ confident than on new music. ``--fold-models RUN_DIR`` uses the cross-validation
 tagged by the model that did not train on it, and pairs are drawn within one fold's test clips.
 
 The novelty restart reads the similarity head's embedding, as live. Fold models have no head
-beside them, so ``--fold-models`` uses the shipped head, whose own frozen trunk
-(``similarity_trunk``) runs beside each fold model; ``--head`` picks another.
+beside them, so ``--fold-models`` uses the shipped head (``--head`` picks another). A fold model
+is another tagger, so the head needs its own frozen trunk beside it (``similarity_trunk``, e.g.
+``runs/stage/similarity.safetensors`` next to a copy of the tagger it was trained on);
+without one the restart falls back to the fold model's own embedding, and the script says so.
 
 Run: ``python scripts/tune_tag_smoothing.py DIR [--fold-models runs/tf2/tags] [--pairs 300]``
 (DIR: audio files, e.g. ``../shared/data/mood/mer4q/audio``; the raw sequences are cached).
@@ -93,6 +95,8 @@ def tag_all(
     for weights, group in groups:
         tagger = Tagger(config.tags, sample_rate_hz=rate, inline=True, weights=weights, head=head)
         tagger.prepare()
+        if tagger._head is None:
+            print(f"note: no similarity head fits {weights}: novelty reads the tagger's embedding")
         audio = {f: load_audio(f, rate) for f in tqdm(group, desc=f"load {weights.parent.name}")}
         singles += [_raw(tagger, audio[f]) for f in tqdm(group, desc="files")]
         n = round(n_pairs * len(group) / len(files))
