@@ -207,7 +207,7 @@ class Tagger:
         self.ring = RingBuffer(self.window_n + 2 * self.hop_n + self.rate_hz)
         self._window = np.zeros(self.window_n, np.float32)
         self._net: Any = None
-        self._head: Any = None  # the similarity model (NumpySimilarity), when one fits
+        self._similarity: Any = None  # the similarity model (NumpySimilarity), when one fits
         self._fb: Any = None
         self._spec: Any = None
         self.state: TagsState | None = None
@@ -243,7 +243,7 @@ class Tagger:
         self._net, _ = load_tagger_np(path)
         from onbeat.realtime.library import similarity_head
 
-        self._head, model_id = similarity_head(path, self.head)
+        self._similarity, model_id = similarity_head(path, self.head)
         spec = self._spec = self._net.spec
         if spec.sample_rate_hz != self.rate_hz:
             raise ValueError(
@@ -435,8 +435,8 @@ class Tagger:
         genre = softmax(out["genre"][0])
         quadrant = softmax(out["quadrant"][0])
         voice = float(sigmoid(out["voice"][0]))
-        if self._head is not None:  # the same trunk pass, or the head's own trunk on this mel
-            emb = self._head.embed(mel[None], out["trunk_map"])[0]
+        if self._similarity is not None:  # the same trunk pass, or the head's own trunk on this mel
+            emb = self._similarity.embed(mel[None], out["trunk_map"])[0]
         else:
             emb = out["embedding"][0]
             emb = emb / max(float(np.linalg.norm(emb)), 1e-9)

@@ -95,7 +95,7 @@ def tag_all(
     for weights, group in groups:
         tagger = Tagger(config.tags, sample_rate_hz=rate, inline=True, weights=weights, head=head)
         tagger.prepare()
-        if tagger._head is None:
+        if tagger._similarity is None:
             print(f"note: no similarity head fits {weights}: novelty reads the tagger's embedding")
         audio = {f: load_audio(f, rate) for f in tqdm(group, desc=f"load {weights.parent.name}")}
         singles += [_raw(tagger, audio[f]) for f in tqdm(group, desc="files")]

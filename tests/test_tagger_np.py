@@ -123,7 +123,7 @@ def test_live_modules_and_prepared_tagger_do_not_import_torch() -> None:
         "from onbeat.realtime.tags import Tagger\n"
         "t = Tagger(TagsConfig(), sample_rate_hz=44100, inline=True)\n"
         "t.prepare()\n"
-        "assert t._head is not None\n"
+        "assert t._similarity is not None\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
