@@ -4,7 +4,8 @@ On the same audio in one run:
 
 * onbeat's tagger as it runs live (``models/weights/tags.*``): log-mel (numba), the CNN in NumPy
   (``models/tagger_np.py``, one BLAS thread) and the similarity head (on the same trunk pass, or
-  on its own trunk when it ships one), per 3 s window, p50/p99 in ms; CPU per second of audio at the default 1.5 s hop; parameters; the
+  on its own trunk when it ships one), per 3 s window, p50/p99 in ms; CPU per second of audio
+  at the default 1.5 s hop; parameters; the
   memory the model adds (no torch live); the torch forward of the same weights (training only)
   for comparison;
 * the tracker's per-frame analysis time with the tagger's worker thread running vs off, in
