@@ -10,7 +10,10 @@ pkgs=(libportaudio2 libsndfile1 pipewire pipewire-pulse pipewire-alsa wireplumbe
       # Qt (PyQt6) offscreen and under Xvfb: pytest-qt imports QtGui at start-up
       xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0
       libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1
-      libegl1 libgl1 libxkbcommon0 libfontconfig1 libglib2.0-0 fonts-dejavu-core)
+      libegl1 libgl1 libxkbcommon0 libfontconfig1 libglib2.0-0 fonts-dejavu-core
+      # the MIDI renderer's test (generated heavy songs, no research data): fluidsynth and
+      # one small General MIDI soundfont
+      libfluidsynth3 timgm6mb-soundfont)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -217,6 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="beats: crop-sampling weight of the pseudo-labelled recordings (1: by length)",
     )
     p.add_argument(
+        "--extra-renders",
+        default=None,
+        help="beats: add the train split of a second render folder (e.g. data/renders_heavy, "
+        "rendered with --sets heavy); its valid split joins the validation set",
+    )
+    p.add_argument(
+        "--extra-weight",
+        type=float,
+        default=1.0,
+        help="beats: crop-sampling weight of the --extra-renders items (1: by length)",
+    )
+    p.add_argument(
         "--aug-copies",
         type=int,
         default=0,
@@ -587,6 +599,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             init=Path(args.init) if args.init else None,
             pseudo_dir=Path(args.pseudo) if args.pseudo else None,
             pseudo_weight=args.pseudo_weight,
+            extra_renders=Path(args.extra_renders) if args.extra_renders else None,
+            extra_weight=args.extra_weight,
             aug_copies=args.aug_copies,
             aug_kind=args.aug_kind,
             final_from=Path(args.final_from) if args.final_from else None,

@@ -15,9 +15,12 @@ import soundfile as sf
 import soxr
 from onbeat.training import datasets as D
 from onbeat.training.render import (
+    HEAVY_RIFFS,
     augment,
     beats_in_bar,
+    generate_heavy,
     groove_grid_shift,
+    loud_master,
     merge_onsets,
     split_of,
 )
@@ -244,9 +247,10 @@ def test_bock_loader_reads_folds_and_annotations():
     assert x.ndim == 1 and x.dtype == np.float32 and x.size > 44100
 
 
-def _need_renderer():
-    _need_shared_data()
-    pytest.importorskip("pretty_midi", reason="pretty_midi (train extra) not installed")
+def _need_renderer(shared: bool = True):
+    if shared:
+        _need_shared_data()
+        pytest.importorskip("pretty_midi", reason="pretty_midi (train extra) not installed")
     from onbeat.training import render
 
     try:
@@ -255,8 +259,36 @@ def _need_renderer():
         pytest.skip(f"libfluidsynth unavailable: {exc}")
     fonts = render.find_soundfonts()
     if not fonts.gm:
-        pytest.skip("no General MIDI soundfont (apt-get install fluid-soundfont-gm)")
+        pytest.skip("no General MIDI soundfont (apt-get install timgm6mb-soundfont)")
     return render
+
+
+def _check_rendered(items, tmp_path, max_s: float) -> None:
+    """Audio format, label ranges, and the audio's onset strength peaking just after the
+    labelled onsets."""
+    for it in items:
+        info = sf.info(str(it.audio))
+        assert info.samplerate == 44100 and info.channels == 1
+        dur = info.frames / info.samplerate
+        assert 5.0 < dur <= max_s + 1e-6
+        assert it.beats is not None and it.onsets is not None and it.downbeats is not None
+        assert it.beats.size >= 4 and it.onsets.size >= 4
+        assert np.all(np.diff(it.beats) > 0) and np.all(np.diff(it.onsets) > 0.02)
+        assert it.beats[0] >= 0 and it.beats[-1] <= dur
+        assert it.onsets[0] >= 0 and it.onsets[-1] <= dur
+        assert set(np.round(it.downbeats, 6)) <= set(np.round(it.beats, 6))
+        x = D.load_audio(it.audio)
+        feats = D.cached_features(it.audio, tmp_path / "cache")
+        assert feats.shape[0] == x.size // 441
+        f = D.feature_extractor()
+        env = feats[:, f.layout.pdiff_mask()].mean(axis=1)
+        env = (env - env.mean()) / env.std()
+        ends = (np.arange(env.size) + 1) / 100.0
+        lags = np.arange(-0.2, 0.2, 0.002)
+        score = np.array([np.interp(it.onsets + lag, ends, env).mean() for lag in lags])
+        best = lags[np.argmax(score)]
+        assert 0.0 <= best <= 0.07, best
+        assert score.max() > 0.5
 
 
 def test_render_two_items_with_aligned_labels(tmp_path):
@@ -275,34 +307,66 @@ def test_render_two_items_with_aligned_labels(tmp_path):
 
     items = D.render_items(out)
     assert {it.set for it in items} == {"groove", "pop909"}
-    for it in items:
-        info = sf.info(str(it.audio))
-        assert info.samplerate == 44100 and info.channels == 1
-        dur = info.frames / info.samplerate
-        assert 5.0 < dur <= 10.0 + 1e-6
-        assert it.beats is not None and it.onsets is not None and it.downbeats is not None
-        assert it.beats.size >= 4 and it.onsets.size >= 4
-        assert np.all(np.diff(it.beats) > 0) and np.all(np.diff(it.onsets) > 0.02)
-        assert it.beats[0] >= 0 and it.beats[-1] <= dur
-        assert it.onsets[0] >= 0 and it.onsets[-1] <= dur
-        assert set(np.round(it.downbeats, 6)) <= set(np.round(it.beats, 6))
-        # the audio's onset strength peaks just after the labelled onsets
-        x = D.load_audio(it.audio)
-        feats = D.cached_features(it.audio, tmp_path / "cache")
-        assert feats.shape[0] == x.size // 441
-        f = D.feature_extractor()
-        env = feats[:, f.layout.pdiff_mask()].mean(axis=1)
-        env = (env - env.mean()) / env.std()
-        ends = (np.arange(env.size) + 1) / 100.0
-        lags = np.arange(-0.2, 0.2, 0.002)
-        score = np.array([np.interp(it.onsets + lag, ends, env).mean() for lag in lags])
-        best = lags[np.argmax(score)]
-        assert 0.0 <= best <= 0.07, best
-        assert score.max() > 0.5
+    _check_rendered(items, tmp_path, 10.0)
 
     # resumable: a second run renders nothing new
     assert render.main(args) == 0
     assert (out / "manifest.jsonl").read_text().splitlines() == lines
+
+
+def test_heavy_songs_sit_on_their_grid():
+    """Generated heavy parts: every note on a sixteenth of the beat grid (within the human
+    jitter), downbeats every bar, and drum hits both on and off the beat."""
+    from onbeat.training.render import _heavy_grid
+
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        beats, bib = _heavy_grid(rng, 40.0)
+        ibi = np.diff(beats)
+        assert np.all(ibi > 60 / 190) and np.all(ibi < 60 / 95)
+        assert set(np.unique(bib).tolist()) in ({1, 2, 3}, {1, 2, 3, 4})
+        parts, info = generate_heavy(beats, bib, rng)
+        assert [p.name for p in parts] == ["drums", "guitar", "guitar2", "bass"]
+        assert parts[0].is_drum and all(p.program in (29, 30) for p in parts[1:3])
+        assert all(s.split("/")[1] in HEAVY_RIFFS for s in info["sections"])
+        idx = np.arange(len(beats), dtype=float)
+        pos = np.interp([n[0] for p in parts for n in p.notes], beats, idx)
+        off16 = np.abs(pos * 4 - np.round(pos * 4)) / 4  # beats from the nearest sixteenth
+        assert np.quantile(off16, 0.99) < 0.08
+        drum_pos = np.interp([n[0] for n in parts[0].notes], beats, idx)
+        near_beat = np.abs(drum_pos - np.round(drum_pos)) < 0.05
+        assert 0.3 < near_beat.mean() < 1.0
+
+
+def test_loud_master_compresses_and_stays_in_range():
+    """Loud hits over a quiet bed: the master narrows the level gap between them."""
+    rng = np.random.default_rng(3)
+    sr = 44100
+    t = np.arange(2 * sr) / sr
+    hit = (t * 4) % 1 < 0.1
+    x = np.sin(2 * np.pi * 110 * t) * np.where(hit, 1.0, 0.05)
+    y, info = loud_master(x, sr, rng)
+    assert y.shape == x.shape and np.max(np.abs(y)) <= 1.0
+
+    def gap_db(v: np.ndarray) -> float:  # hit level over bed level (the bed after 0.2 s)
+        bed = ~hit & ((t * 4) % 1 > 0.8)
+        return float(10 * np.log10(np.mean(v[hit] ** 2) / np.mean(v[bed] ** 2)))
+
+    assert gap_db(y) < gap_db(x) - 6.0
+    assert info["ratio"] >= 3 and info["drive"] >= 1.2
+
+
+def test_render_heavy_items_without_source_data(tmp_path):
+    """The generated heavy set needs no research data: two items, labels aligned."""
+    render = _need_renderer(shared=False)
+    out = tmp_path / "heavy"
+    args = ["--out", str(out), "--sets", "heavy", "--max-files", "2", "--max-seconds", "10"]
+    assert render.main(args) == 0
+    items = D.render_items(out)
+    assert len(items) == 2 and {it.set for it in items} == {"heavy"}
+    recs = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert all(r["master"]["ratio"] >= 3 for r in recs)
+    _check_rendered(items, tmp_path, 10.0)
 
 
 def test_offbeat_weights_mark_half_beats_and_plain_beats():

@@ -216,3 +216,59 @@ def test_checkpoints_load_weights_only(tmp_path: Path) -> None:
     torch.save({"lr": np.float64(0.1)}, old)
     with pytest.raises(ValueError, match=r"not a weights-only checkpoint.*--run-dir"):
         load_checkpoint(old)
+
+
+def _click_renders(root: Path, prefix: str, splits: tuple[str, ...], bpm: float) -> None:
+    """A render folder of short click tracks (the renderer's manifest format)."""
+    import soundfile as sf
+
+    root.mkdir(parents=True)
+    sr = 44100
+    lines = []
+    for k, split in enumerate(splits):
+        name = f"{prefix}_{k}"
+        beats = np.arange(0.5, 7.5, 60.0 / bpm)
+        x = np.zeros(8 * sr, np.float32)
+        for i, t in enumerate(beats):
+            a = int(t * sr)
+            x[a : a + 400] += (0.8 if i % 4 == 0 else 0.4) * np.hanning(400).astype(np.float32)
+        sf.write(root / f"{name}.flac", x, sr)
+        (root / f"{name}.beats").write_text(
+            "".join(f"{t:.6f} {i % 4 + 1}\n" for i, t in enumerate(beats))
+        )
+        (root / f"{name}.onsets").write_text("".join(f"{t:.6f}\n" for t in beats))
+        rec = {"name": name, "set": prefix, "split": split, "audio": f"{name}.flac"}
+        lines.append(json.dumps({**rec, "beats": f"{name}.beats", "onsets": f"{name}.onsets"}))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_train_beats_adds_a_second_render_folder(tmp_path):
+    """``--extra-renders``: the second folder's train items join training, its valid items the
+    validation set, and the card says so."""
+    from onbeat.training.tasks import train_beats
+
+    _click_renders(tmp_path / "r", "groove", ("train", "train", "valid"), 120.0)
+    _click_renders(tmp_path / "h", "heavy", ("train", "valid", "test"), 170.0)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, crop_frames=200)
+    common = dict(
+        run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", render_dir=tmp_path / "r",
+        config=cfg, hidden=4, layers=1,
+    )  # fmt: skip
+    train_beats(export_dir=tmp_path / "plain", **common)
+    meta = json.loads((tmp_path / "plain" / "beats.json").read_text())
+    assert "2 items" in meta["data"] and "heavy" not in meta["data"]
+    assert "valid split 1 items" in meta["data"]
+
+    common["run_dir"] = tmp_path / "run2"
+    train_beats(
+        export_dir=tmp_path / "both", extra_render_dir=tmp_path / "h", extra_weight=3.0, **common
+    )
+    meta = json.loads((tmp_path / "both" / "beats.json").read_text())
+    assert "2 items plus 1 generated heavy songs" in meta["data"]
+    assert "sampling weight 3.0" in meta["data"] and "valid split 2 items" in meta["data"]
+    assert "--extra-renders" in meta["training_command"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.jsonl").write_text("")
+    with pytest.raises(FileNotFoundError, match="no rendered train items"):
+        train_beats(export_dir=tmp_path / "x", extra_render_dir=empty, **common)

@@ -361,7 +361,7 @@ def train(
             total += loss.item()
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.4f}", epoch=epoch + 1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch + 1)
         sched.step()
         net.eval()
         s = float(score(net, valid_data))

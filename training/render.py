@@ -11,6 +11,10 @@ Sources (read from ``../shared/data/midi`` or ``--data-root``; research use, nev
   programs; beats and downbeats from ``beat_midi.txt``. About half get a generated drum part on
   the annotated beats, the rest stay drum-less.
 * ``asap``: expressive piano performances with their beat annotations.
+* ``heavy``: generated rock/metal songs, no source data (:func:`generate_heavy`): a drifting
+  100-180 BPM grid, sections of double-kick, skank, gallop, half-time or blast-beat drums under
+  two distorted power-chord guitars (palm-muted chugs, off-beat stabs, open chords) and a bass,
+  mastered loud (:func:`loud_master`: compressor and saturation) before the augmentation.
 
 Each item is a window of at most ``--max-seconds`` (60 s) after a random tempo warp
 (0.85 to 1.2, labels scaled too) and transposition (+-5 semitones; never the drums). Every part
@@ -847,10 +851,187 @@ def _asap_items(root: Path) -> Iterator[Item]:
         yield Item(name, "asap", piece, split_of("asap", piece), build)
 
 
+# --------------------------------------------------------------------------------------------
+# Generated heavy music (rock/metal): dense kicks, off-beat snares and stabs, distorted guitars
+
+
+# 16 sixteenth slots per 4-beat bar: kick, snare, cymbal ("x" hit, "." rest)
+HEAVY_DRUMS = {
+    "double_kick": ("xxxxxxxxxxxxxxxx", "....x.......x...", "x.x.x.x.x.x.x.x."),
+    "double_kick8": ("x.x.x.x.x.x.x.x.", "....x.......x...", "x...x...x...x..."),
+    "skank": ("x...x...x...x...", "..x...x...x...x.", "x.x.x.x.x.x.x.x."),
+    "gallop": ("x.xxx.xxx.xxx.xx", "....x.......x...", "x...x...x...x..."),
+    "rock_heavy": ("x.....x.x.......", "....x.......x...", "x.x.x.x.x.x.x.x."),
+    "punk": ("x.x...x.x.x.....", "....x.......x...", "x.x.x.x.x.x.x.x."),
+    "halftime": ("x.........x.....", "........x.......", "x.x.x.x.x.x.x.x."),
+    "blast": ("x.x.x.x.x.x.x.x.", "x.x.x.x.x.x.x.x.", "x.x.x.x.x.x.x.x."),
+}
+HEAVY_DRUM_WEIGHTS = (3, 2, 2, 2, 3, 2, 2, 0.5)
+# 16 slots per 4-beat bar: "P" palm-muted power chord, "O" open (rings to the next hit), "." rest
+HEAVY_RIFFS = {
+    "chug16": "PPPPPPPPPPPPPPPP",
+    "chug8": "P.P.P.P.P.P.P.P.",
+    "gallop": "P.PPP.PPP.PPP.PP",
+    "open_whole": "O...............",
+    "open_half": "O.......O.......",
+    "syncopated": "O..P.PO..P.PO.P.",
+    "offbeat_stabs": "..O...O...O...O.",
+    "beat_chug": "O...P.P.O...P.P.",
+    "push": "O.....O.....O...",
+}
+# root movements in semitones above the low root (E or D), one per bar
+HEAVY_PROGRESSIONS = ((0, 0, 3, 5), (0, 1, 0, -2), (0, 5, 3, 1), (0, 0, 7, 5), (0, 3, 0, 6))
+HEAVY_GUITARS = (29, 30, 30)  # overdriven, distortion
+HEAVY_BASSES = (33, 34, 34, 38)  # finger, pick, synth
+
+
+def _heavy_grid(rng: np.random.Generator, seconds: float) -> tuple[Array, npt.NDArray[np.int64]]:
+    """A drifting beat grid: 100-180 BPM, a slow random walk of +-3 %, 4/4 (10 %: 3/4)."""
+    bpm = float(rng.uniform(100, 180))
+    per_bar = 3 if rng.random() < 0.1 else 4
+    n = int(seconds * bpm / 60) + 8
+    walk = np.cumsum(rng.normal(0, 0.004, n))
+    walk = np.clip(walk - np.linspace(0, walk[-1], n), -0.03, 0.03)
+    ibi = 60.0 / (bpm * (1 + walk))
+    beats = 0.5 + np.concatenate([[0.0], np.cumsum(ibi[:-1])])
+    bib = (np.arange(n) % per_bar + 1).astype(np.int64)
+    return beats, bib
+
+
+def generate_heavy(
+    beats: Array, bib: npt.NDArray[np.int64], rng: np.random.Generator
+) -> tuple[list[Part], dict[str, Any]]:
+    """Drums, two distorted guitars and a bass on a beat grid, in 4- or 8-bar sections that
+    each draw a drum pattern, a riff and a progression; some sections drop the drums."""
+    bars = _bars(bib)
+    low = int(rng.choice([38, 40, 40, 42]))  # D2, E2, F#2
+    jitter = float(rng.uniform(0.002, 0.008))
+    drums: list[tuple[float, float, int, int]] = []
+    gtr: list[tuple[float, float, int, int]] = []
+    bass: list[tuple[float, float, int, int]] = []
+    names = list(HEAVY_DRUMS)
+    w = np.asarray(HEAVY_DRUM_WEIGHTS) / np.sum(HEAVY_DRUM_WEIGHTS)
+    cym = int(rng.choice([42, 51, 51, 59, 46]))
+    sections: list[str] = []
+    b = 0
+    while b < len(bars):
+        length = int(rng.choice([4, 8]))
+        drum = str(rng.choice(names, p=w))
+        riff = str(rng.choice(list(HEAVY_RIFFS)))
+        prog = HEAVY_PROGRESSIONS[int(rng.integers(len(HEAVY_PROGRESSIONS)))]
+        no_drums = b > 0 and rng.random() < 0.1
+        bass_follows = rng.random() < 0.7
+        sections.append(f"{drum if not no_drums else 'none'}/{riff}")
+        for k in range(b, min(b + length, len(bars))):
+            s, n = bars[k]
+            root = low + prog[(k - b) % len(prog)]
+            kick, snare, cyms = HEAVY_DRUMS[drum]
+            if not no_drums:
+                if k == b:
+                    drums.append((float(_beat_time(beats, s)), 0.0, 49, 110))
+                for slot in range(4 * n):
+                    pos = s + slot / 4
+                    t = float(_beat_time(beats, pos))
+                    accent = 12 if slot % 4 == 0 else 0
+                    for pat, pitch, vel in ((kick, 36, 95), (snare, 38, 105), (cyms, cym, 75)):
+                        if pat[slot % 16] == "x":
+                            v = int(np.clip(vel + accent + rng.integers(-10, 11), 20, 127))
+                            drums.append((t, 0.0, pitch, v))
+            hits = [i for i, c in enumerate(HEAVY_RIFFS[riff][: 4 * n]) if c != "."]
+            for j, slot in enumerate(hits):
+                kind = HEAVY_RIFFS[riff][slot]
+                nxt = hits[j + 1] if j + 1 < len(hits) else 4 * n
+                t_on = float(_beat_time(beats, s + slot / 4))
+                t_end = float(_beat_time(beats, s + (slot + 0.5 if kind == "P" else nxt) / 4))
+                v = int(rng.integers(95, 121) if kind == "O" else rng.integers(70, 95))
+                for p in (root, root + 7, root + 12):
+                    gtr.append((t_on, max(t_end, t_on + 0.04), p, v))
+                if bass_follows:
+                    bass.append((t_on, max(t_end, t_on + 0.05), root - 12, v))
+            if not bass_follows:
+                for i in range(2 * n):
+                    t_on = float(_beat_time(beats, s + i / 2))
+                    t_end = float(_beat_time(beats, s + i / 2 + 0.45))
+                    bass.append((t_on, t_end, root - 12, int(rng.integers(80, 110))))
+        b += length
+
+    def human(notes: list[tuple[float, float, int, int]], dur: float) -> list[Any]:
+        d = _humanize(rng, jitter, len(notes))
+        return [
+            (max(0.0, a + e), max(0.0, a + e) + (dur if dur > 0 else max(0.04, z - a)), p, v)
+            for (a, z, p, v), e in zip(notes, d, strict=True)
+        ]
+
+    g1, g2 = (int(x) for x in rng.choice(HEAVY_GUITARS, 2))
+    parts = [
+        Part("drums", human(drums, 0.1), 0, True, level_db=float(rng.uniform(-2, 3))),
+        Part("guitar", human(gtr, 0.0), g1, level_db=float(rng.uniform(-3, 1))),
+        Part("guitar2", human(gtr, 0.0), g2, level_db=float(rng.uniform(-6, 0))),
+        Part(
+            "bass",
+            human(bass, 0.0),
+            int(rng.choice(HEAVY_BASSES)),
+            level_db=float(rng.uniform(-5, 0)),
+        ),
+    ]
+    return parts, {"sections": sections, "low_root": low}
+
+
+def _heavy_items(root: Path) -> Iterator[Item]:
+    """Generated songs (no source data): :func:`generate_heavy` on :func:`_heavy_grid`,
+    mastered loud (:func:`loud_master`)."""
+    del root
+    for k in range(2000):
+        name = f"heavy_{k:04d}"
+
+        def build(rng: np.random.Generator) -> tuple[list[Part], Array, dict[str, Any]]:
+            beats, bib = _heavy_grid(rng, MAX_SECONDS * 1.3)
+            parts, info = generate_heavy(beats, bib, rng)
+            info = {"layers": "+".join(p.name for p in parts), "master": "loud", **info}
+            return parts, np.column_stack([beats, bib]), info
+
+        yield Item(name, "heavy", name, split_of("heavy", name), build)
+
+
+def loud_master(
+    x: npt.ArrayLike, sr: int, rng: np.random.Generator
+) -> tuple[Array, dict[str, Any]]:
+    """A loud master bus: a peak compressor (threshold -24 to -10 dB, ratio 3-10, 1-10 ms
+    attack, 40-150 ms release) then tanh saturation (drive 1.2-4).
+
+    The detector runs on the peaks of 32-sample blocks (0.7 ms) and its gain is interpolated
+    back to every sample, so a minute of audio costs a few tens of milliseconds.
+    """
+    y = np.asarray(x, dtype=np.float64)
+    y = y / (np.max(np.abs(y)) + 1e-12)
+    ratio = float(rng.uniform(3, 10))
+    thr_db = float(rng.uniform(-24, -10))
+    block = 32
+    n_blocks = -(-y.size // block)
+    peaks = np.abs(np.pad(y, (0, n_blocks * block - y.size))).reshape(n_blocks, block).max(axis=1)
+    att = math.exp(-block / (float(rng.uniform(0.001, 0.010)) * sr))
+    rel = math.exp(-block / (float(rng.uniform(0.040, 0.150)) * sr))
+    env = np.empty(n_blocks)
+    e = 0.0
+    for i, p in enumerate(peaks.tolist()):
+        c = att if p > e else rel
+        e = c * e + (1.0 - c) * p
+        env[i] = e
+    over_db = np.maximum(20 * np.log10(env + 1e-9) - thr_db, 0.0)
+    gain_db = -over_db * (1 - 1 / ratio)
+    centres = (np.arange(n_blocks) + 0.5) * block
+    y = y * 10 ** (np.interp(np.arange(y.size), centres, gain_db) / 20)
+    drive = float(rng.uniform(1.2, 4.0))
+    y = np.tanh(drive * y / (np.max(np.abs(y)) + 1e-12))
+    info = {"ratio": round(ratio, 1), "threshold_db": round(thr_db, 1), "drive": round(drive, 2)}
+    return y, info
+
+
 SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
     "groove": _groove_items,
     "pop909": _pop909_items,
     "asap": _asap_items,
+    "heavy": _heavy_items,
 }
 
 
@@ -1088,6 +1269,8 @@ def render_item(
         )
     fade = min(n, int(0.02 * SAMPLE_RATE))
     mix[n - fade :] *= np.linspace(1.0, 0.0, fade)
+    if info.get("master") == "loud":
+        mix, info["master"] = loud_master(mix, SAMPLE_RATE, rng)
     audio, fx = augment(mix, SAMPLE_RATE, rng)
 
     onset_times = [s for p in wparts for s, _, _, v in p.notes if v >= MIN_ONSET_VELOCITY]

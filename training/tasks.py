@@ -387,6 +387,8 @@ def train_beats(
     init: Path | None = None,
     pseudo_dir: Path | None = None,
     pseudo_weight: float = 1.0,
+    extra_render_dir: Path | None = None,
+    extra_weight: float = 1.0,
     target_delay: int = 0,
 ) -> dict[str, float]:
     """Train the causal beat/downbeat LSTM on rendered MIDI and export the best epoch.
@@ -400,6 +402,9 @@ def train_beats(
     as ``teacher.*``. ``init`` starts from a ``best.pt`` of the same shape. ``pseudo_dir`` adds
     the pseudo-labelled real recordings of :mod:`onbeat.training.pseudo` (frames outside their
     kept segments are masked), their crop-sampling probability multiplied by ``pseudo_weight``.
+    ``extra_render_dir`` adds the train split of a second render folder (the generated ``heavy``
+    set of :mod:`onbeat.training.render`), sampled with ``extra_weight``; its valid split (at
+    most half of ``max_valid`` again) joins the validation set.
 
     ``target_delay`` > 0 marks each beat that many frames late in the targets, so the network
     hears the beat's attack before it must report it; the metadata's ``delay_frames`` (1 + the
@@ -415,6 +420,16 @@ def train_beats(
         raise FileNotFoundError(
             f"no rendered training data in {render_dir} (run onbeat.training.render)"
         )
+    weights = [1.0] * len(tr_items)
+    n_extra = 0
+    if extra_render_dir is not None:
+        extra_tr = render_items(extra_render_dir, split="train")
+        if not extra_tr:
+            raise FileNotFoundError(f"no rendered train items in {extra_render_dir}")
+        n_extra = len(extra_tr)
+        tr_items = tr_items + extra_tr
+        weights += [extra_weight] * len(extra_tr)
+        va_items = va_items + render_items(extra_render_dir, split="valid")[: max_valid // 2]
     n_renders = len(tr_items)
     if pseudo_dir is not None:
         from onbeat.training.pseudo import pseudo_items
@@ -423,7 +438,7 @@ def train_beats(
         if not extra:
             raise FileNotFoundError(f"no pseudo-labelled items in {pseudo_dir}")
         tr_items = tr_items + extra
-    weights = [1.0] * n_renders + [pseudo_weight] * (len(tr_items) - n_renders)
+    weights += [pseudo_weight] * (len(tr_items) - n_renders)
     delay_s = target_delay / 100.0
     train_data = list(pairs(tr_items, cache_dir, "beats", mmap=True, delay=delay_s))
     valid = [
@@ -450,10 +465,21 @@ def train_beats(
     def export(net: Any, metrics: dict[str, float]) -> None:
         meta = {
             "task": "online beat and downbeat activation (causal LSTM)",
-            "data": f"rendered MIDI (Groove, POP909, ASAP) train split, {n_renders} items"
-            f"{pseudo_note}; valid split {len(va_items)} items",
+            "data": f"rendered MIDI (Groove, POP909, ASAP) train split, {n_renders - n_extra} items"
+            + (
+                f" plus {n_extra} generated heavy songs ({extra_render_dir}, sampling weight "
+                f"{extra_weight})"
+                if n_extra
+                else ""
+            )
+            + f"{pseudo_note}; valid split {len(va_items)} items",
             "training_command": "onbeat train beats"
-            + (f" --target-delay {target_delay}" if target_delay else ""),
+            + (f" --target-delay {target_delay}" if target_delay else "")
+            + (
+                f" --extra-renders {extra_render_dir} --extra-weight {extra_weight}"
+                if n_extra
+                else ""
+            ),
             "valid_peak_f": round(metrics["score"], 4),
             "target_delay_frames": target_delay,
             "delay_frames": 1.0 + target_delay,
@@ -491,7 +517,7 @@ def train_beats(
         weight_decay=1e-4,
         make_net=make_net,
         init=init,
-        sample_weight=weights if pseudo_dir is not None else None,
+        sample_weight=weights if pseudo_dir is not None or extra_render_dir is not None else None,
     )
 
 
@@ -519,6 +545,8 @@ def main_train(
     init: Path | None = None,
     pseudo_dir: Path | None = None,
     pseudo_weight: float = 1.0,
+    extra_renders: Path | None = None,
+    extra_weight: float = 1.0,
     aug_copies: int = 0,
     aug_kind: str = "full",
     final_from: Path | None = None,
@@ -613,6 +641,8 @@ def main_train(
             init=init,
             pseudo_dir=pseudo_dir,
             pseudo_weight=pseudo_weight,
+            extra_render_dir=extra_renders,
+            extra_weight=extra_weight,
             target_delay=target_delay,
         )
     print(json.dumps(best))
