@@ -5,7 +5,9 @@ Sets (each skipped with a note when absent):
 * ``synthetic``: generated here: band loops at 95, 120 and 150 BPM, a tempo step 120 -> 138 BPM,
   a 4 s break (drums and bass silent, chords go on), and 10 s of silence;
 * ``fof``: the Frets-on-Fire songs prepared by ``python -m onbeat.training.fof`` (``data/fof``);
-* ``renders-test``: the held-out test split of ``python -m onbeat.training.render``.
+* ``renders-test``: the held-out test split of ``python -m onbeat.training.render``;
+* ``heavy-test``: the held-out test split of the generated rock/metal songs
+  (``python -m onbeat.training.render --sets heavy --out data/renders_heavy``).
 
 Systems: onbeat (the live code path, :meth:`Engine.run_fast`), madmom online (forward DBN, the
 strongest causal anchor), BeatNet (online, particle filter), aubio (online) and librosa (offline
@@ -88,11 +90,11 @@ def fof_set(max_files: int | None) -> list[Item]:
     return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
 
 
-def renders_test_set(max_files: int | None) -> list[Item]:
+def renders_test_set(max_files: int | None, folder: str = "renders") -> list[Item]:
     from onbeat.training.datasets import render_items
 
     try:
-        its = render_items(ROOT / "data" / "renders", split="test")
+        its = render_items(ROOT / "data" / folder, split="test")
     except FileNotFoundError:
         return []
     return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its if i.beats is not None][
@@ -218,6 +220,10 @@ def main() -> None:
             sets[s] = fof_set(args.max_files)
         elif s == "renders-test":
             sets[s] = renders_test_set(args.max_files)
+        elif s == "heavy-test":
+            sets[s] = renders_test_set(args.max_files, "renders_heavy")
+        else:
+            ap.error(f"unknown set {s!r} (synthetic, fof, renders-test, heavy-test)")
     systems = ["onbeat", *[a for a in args.anchors.split(",") if a]]
     raw: dict = {}
     for set_name, items in sets.items():
