@@ -148,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default="runs", help="checkpoints and logs (resume from here)")
     p.add_argument("--export", default=None, help="weights folder (default: the package's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="onsets/beats: peak learning rate of the cosine schedule (default 2e-3; lower it "
+        "to fine-tune with --init)",
+    )
     p.add_argument("--hidden", type=int, default=None, help="LSTM units (default: per task)")
     p.add_argument("--crop-frames", type=int, default=None, help="training crop length (frames)")
     p.add_argument(
@@ -583,6 +590,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             run_root=Path(args.run_dir),
             export_dir=Path(args.export) if args.export else WEIGHTS_DIR,
             seed=args.seed,
+            lr=args.lr,
             hidden=args.hidden,
             crop_frames=args.crop_frames,
             max_train=args.max_train,

@@ -481,6 +481,8 @@ def train_beats(
                 else ""
             ),
             "valid_peak_f": round(metrics["score"], 4),
+            "lr": config.lr,
+            "init": str(init) if init is not None else None,
             "target_delay_frames": target_delay,
             "delay_frames": 1.0 + target_delay,
             "epoch": metrics["epoch"],
@@ -529,6 +531,7 @@ def main_train(
     run_root: Path,
     export_dir: Path,
     seed: int,
+    lr: float | None = None,
     hidden: int | None = None,
     crop_frames: int | None = None,
     max_train: int = 0,
@@ -604,6 +607,7 @@ def main_train(
             crop_frames=crop_frames or 400,
             pos_weight=(4.0,),
             seed=seed,
+            **({"lr": lr} if lr is not None else {}),
         )
         best = train_onsets(
             run_dir=run_root / "onsets",
@@ -628,6 +632,7 @@ def main_train(
             pos_weight=(6.0, 12.0),
             offbeat_weight=offbeat_weight,
             seed=seed,
+            **({"lr": lr} if lr is not None else {}),
         )
         best = train_beats(
             hidden=hidden or 48,
