@@ -264,7 +264,7 @@ def test_train_beats_adds_a_second_render_folder(tmp_path):
         export_dir=tmp_path / "both", extra_render_dir=tmp_path / "h", extra_weight=3.0, **common
     )
     meta = json.loads((tmp_path / "both" / "beats.json").read_text())
-    assert "2 items plus 1 generated heavy songs" in meta["data"]
+    assert f"2 items plus 1 items of {tmp_path / 'h'}" in meta["data"]
     assert "sampling weight 3.0" in meta["data"] and "valid split 2 items" in meta["data"]
     assert "--extra-renders" in meta["training_command"]
     empty = tmp_path / "empty"

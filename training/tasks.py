@@ -467,8 +467,7 @@ def train_beats(
             "task": "online beat and downbeat activation (causal LSTM)",
             "data": f"rendered MIDI (Groove, POP909, ASAP) train split, {n_renders - n_extra} items"
             + (
-                f" plus {n_extra} generated heavy songs ({extra_render_dir}, sampling weight "
-                f"{extra_weight})"
+                f" plus {n_extra} items of {extra_render_dir} (sampling weight {extra_weight})"
                 if n_extra
                 else ""
             )
