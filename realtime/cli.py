@@ -209,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="tags: weight of the agreement between two crops of one clip (0: off)",
     )
     p.add_argument(
+        "--consistency-on",
+        default="genre,quadrant",
+        help="tags: the heads that agreement covers (genre, quadrant or both, comma-separated)",
+    )
+    p.add_argument(
         "--bidirectional",
         action="store_true",
         help="beats: train the offline bidirectional teacher (pseudo-labelling; never live)",
@@ -603,6 +608,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             same_window=args.same_window,
             tag_weight=args.tag_weight,
             consistency=args.consistency,
+            consistency_heads=tuple(h.strip() for h in args.consistency_on.split(",") if h.strip()),
             bidirectional=args.bidirectional,
             init=Path(args.init) if args.init else None,
             pseudo_dir=Path(args.pseudo) if args.pseudo else None,

@@ -489,6 +489,11 @@ def test_paired_batches_and_consistency_loss(tmp_path: Path) -> None:
     assert float(consistency_loss(same)) == pytest.approx(0.0, abs=1e-6)
     differ = {"genre": torch.randn(4, 9), "quadrant": torch.randn(4, 4)}
     assert float(consistency_loss(differ)) > 0.0
+    genre_same = {"genre": same["genre"], "quadrant": differ["quadrant"]}
+    assert float(consistency_loss(genre_same, ("genre",))) == pytest.approx(0.0, abs=1e-6)
+    assert float(consistency_loss(genre_same, ("quadrant",))) > 0.0
+    with pytest.raises(ValueError, match="consistency heads"):
+        fit(spec, items, [], steps=1, batch=4, consistency=1.0, consistency_heads=("mood",))
     net = fit(spec, items, [], steps=2, batch=4, mixup=0.4, consistency=1.0)
     out = net(torch.from_numpy(items[0].mel[None, : spec.frames]))
     assert all(torch.isfinite(v).all() for v in out.values())

@@ -366,12 +366,17 @@ def make_batch(
     )
 
 
-def consistency_loss(out: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Symmetric KL between the genre and between the quadrant distributions of paired crops
-    (rows ``2k``, ``2k + 1``: two crops of one clip, :func:`make_batch` with ``pairs``): a
-    clip's windows should name the same labels, so that a song's first windows already do."""
+CONSISTENCY_HEADS = ("genre", "quadrant")
+
+
+def consistency_loss(
+    out: dict[str, torch.Tensor], heads: Sequence[str] = CONSISTENCY_HEADS
+) -> torch.Tensor:
+    """Symmetric KL between the ``heads`` distributions (genre, quadrant or both) of paired
+    crops (rows ``2k``, ``2k + 1``: two crops of one clip, :func:`make_batch` with ``pairs``):
+    a clip's windows should name the same labels, so that a song's first windows already do."""
     total = out["genre"].new_zeros(())
-    for key in ("genre", "quadrant"):
+    for key in heads:
         logp = torch.log_softmax(out[key], 1)
         a, b = logp[0::2], logp[1::2]
         total = total + 0.5 * ((a.exp() * (a - b)).sum(1) + (b.exp() * (b - a)).sum(1)).mean()
@@ -417,18 +422,25 @@ def fit(
     seed: int = 0,
     mixup: float = 0.0,
     consistency: float = 0.0,
+    consistency_heads: Sequence[str] = CONSISTENCY_HEADS,
     ckpt: Path | None = None,
     progress: str = "train",
 ) -> TagCNN:
     """Train a :class:`TagCNN` from scratch (or resume from ``ckpt``) for ``steps`` batches.
 
     ``consistency`` > 0 draws two crops per clip and adds that weight times
-    :func:`consistency_loss`. ``mixup`` > 0 mixes each batch with a shuffled copy of itself
-    (log-mel crops and, through the loss, every target) with a weight drawn from
-    Beta(mixup, mixup) (Zhang et al. 2018).
+    :func:`consistency_loss` over ``consistency_heads``. ``mixup`` > 0 mixes each batch with a
+    shuffled copy of itself (log-mel crops and, through the loss, every target) with a weight
+    drawn from Beta(mixup, mixup) (Zhang et al. 2018).
     """
     if mixup < 0:
         raise ValueError(f"mixup must be >= 0, not {mixup}")
+    bad = [h for h in consistency_heads if h not in CONSISTENCY_HEADS] or not consistency_heads
+    if bad:
+        raise ValueError(
+            f"consistency heads must be among {', '.join(CONSISTENCY_HEADS)}, "
+            f"not {','.join(consistency_heads) or 'none'}"
+        )
     from tqdm import tqdm
 
     torch.manual_seed(seed)
@@ -469,7 +481,7 @@ def fit(
             out = net(b.mel)
             loss = loss_of(out, b)
         if pairs:
-            loss = loss + consistency * consistency_loss(out)
+            loss = loss + consistency * consistency_loss(out, consistency_heads)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -616,6 +628,7 @@ def train_tags(
     mixup: float = 0.0,
     keep_folds: bool = False,
     consistency: float = 0.0,
+    consistency_heads: Sequence[str] = CONSISTENCY_HEADS,
 ) -> dict[str, Any]:
     """Cross-validate by artist on 4Q, then train the shipped model on everything and export.
 
@@ -656,6 +669,7 @@ def train_tags(
                 seed=seed + f,
                 mixup=mixup,
                 consistency=consistency,
+                consistency_heads=consistency_heads,
                 ckpt=run_dir / f"{key}.pt",
                 progress=key,
             )
@@ -686,6 +700,7 @@ def train_tags(
         seed=seed,
         mixup=mixup,
         consistency=consistency,
+        consistency_heads=consistency_heads,
         ckpt=run_dir / "final.pt",
         progress="final",
     )
@@ -696,7 +711,12 @@ def train_tags(
         f"MSD/MTT, ISC) on 4Q and {len(unlabelled)} unlabelled real recordings",
         "training_command": f"onbeat train tags --steps {steps} --cv-steps {cv_steps}"
         + (f" --mixup {mixup:g}" if mixup > 0 else "")
-        + (f" --consistency {consistency:g}" if consistency > 0 else ""),
+        + (f" --consistency {consistency:g}" if consistency > 0 else "")
+        + (
+            f" --consistency-on {','.join(consistency_heads)}"
+            if consistency > 0 and tuple(consistency_heads) != CONSISTENCY_HEADS
+            else ""
+        ),
         "cv": f"{folds}-fold artist-disjoint cross-validation on 4Q, {cv_steps} steps per fold",
         "cv_metrics": pooled,
         "params": sum(p.numel() for p in net.parameters()),

@@ -543,6 +543,7 @@ def main_train(
     same_window: float = 0.0,
     tag_weight: float = 0.0,
     consistency: float = 0.0,
+    consistency_heads: tuple[str, ...] = ("genre", "quadrant"),
     bidirectional: bool = False,
     init: Path | None = None,
     pseudo_dir: Path | None = None,
@@ -576,6 +577,7 @@ def main_train(
             mixup=mixup,
             keep_folds=keep_folds,
             consistency=consistency,
+            consistency_heads=consistency_heads,
         )
         print(json.dumps(result))
         return 0
