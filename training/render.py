@@ -1034,6 +1034,8 @@ def loud_master(
     return y, info
 
 
+GENERATED_SETS = frozenset({"heavy"})  # need no research data
+
 SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
     "groove": _groove_items,
     "pop909": _pop909_items,
@@ -1389,7 +1391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for s in sets:
         if s not in SOURCES:
             ap.error(f"unknown set {s!r} (choose from {', '.join(SOURCES)})")
-    if not root.is_dir():
+    if not root.is_dir() and any(s not in GENERATED_SETS for s in sets):
         ap.error(f"data root {root} not found (--data-root)")
     fonts = find_soundfonts(args.soundfont)
     if not fonts.gm:
