@@ -369,6 +369,14 @@ def make_batch(
 CONSISTENCY_HEADS = ("genre", "quadrant")
 
 
+def _check_consistency_heads(heads: Sequence[str]) -> None:
+    if not heads or not set(heads) <= set(CONSISTENCY_HEADS):
+        raise ValueError(
+            f"consistency heads must be among {', '.join(CONSISTENCY_HEADS)}, "
+            f"not {','.join(heads) or 'none'}"
+        )
+
+
 def consistency_loss(
     out: dict[str, torch.Tensor], heads: Sequence[str] = CONSISTENCY_HEADS
 ) -> torch.Tensor:
@@ -435,12 +443,7 @@ def fit(
     """
     if mixup < 0:
         raise ValueError(f"mixup must be >= 0, not {mixup}")
-    bad = [h for h in consistency_heads if h not in CONSISTENCY_HEADS] or not consistency_heads
-    if bad:
-        raise ValueError(
-            f"consistency heads must be among {', '.join(CONSISTENCY_HEADS)}, "
-            f"not {','.join(consistency_heads) or 'none'}"
-        )
+    _check_consistency_heads(consistency_heads)
     from tqdm import tqdm
 
     torch.manual_seed(seed)
@@ -637,6 +640,7 @@ def train_tags(
     after the model (the live smoothing) on clips the model never saw. ``steps == 0`` stops
     after the cross-validation (no shipped model, nothing exported).
     """
+    _check_consistency_heads(consistency_heads)  # before the mels are prepared
     spec = TaggerSpec()
     labelled = mer4q_items(teacher_dir=teacher_dir)
     if not labelled:

@@ -543,7 +543,7 @@ def main_train(
     same_window: float = 0.0,
     tag_weight: float = 0.0,
     consistency: float = 0.0,
-    consistency_heads: tuple[str, ...] = ("genre", "quadrant"),
+    consistency_heads: tuple[str, ...] | None = None,
     bidirectional: bool = False,
     init: Path | None = None,
     pseudo_dir: Path | None = None,
@@ -563,7 +563,7 @@ def main_train(
     torch.set_num_threads(int(os.environ.get("ONBEAT_TRAIN_THREADS", "2")))
     cache = Path(os.environ.get("ONBEAT_CACHE", "data/cache"))
     if task == "tags":
-        from onbeat.training.tags import train_tags
+        from onbeat.training.tags import CONSISTENCY_HEADS, train_tags
 
         result = train_tags(
             run_dir=run_root / "tags",
@@ -577,7 +577,7 @@ def main_train(
             mixup=mixup,
             keep_folds=keep_folds,
             consistency=consistency,
-            consistency_heads=consistency_heads,
+            consistency_heads=consistency_heads or CONSISTENCY_HEADS,
         )
         print(json.dumps(result))
         return 0
