@@ -11,9 +11,13 @@ Sets (each skipped with a note when absent):
 
 Systems: onbeat (the live code path, :meth:`Engine.run_fast`), madmom online (forward DBN, the
 strongest causal anchor), BeatNet (online, particle filter), aubio (online) and librosa (offline
-reference). Anchors run in their own venv (``benchmarks/setup_anchors.sh``).
+reference). ``madmom_downbeats`` (madmom's offline RNN + DBN downbeat tracker, meters 3 and 4)
+is an offline downbeat reference; add it with ``--anchors``. Anchors run in their own venv
+(``benchmarks/setup_anchors.sh``).
 
-Reported per set: beat F (±70 ms), CMLt, AMLt, CPU seconds per audio second; for onbeat also
+Reported per set: beat F (±70 ms), CMLt, AMLt, downbeat F (±70 ms, the beats a system numbers 1;
+"n/a" for systems without bars and for sets without downbeat labels), CPU seconds per audio
+second; for onbeat also
 the emission error ``emitted_s - true beat`` (median of absolute values) and the lock time. On the
 synthetic set: re-lock time after the tempo step, grid beats kept through the break, and beats
 issued in silence.
@@ -135,8 +139,13 @@ def run_onbeat(path: Path) -> dict:
     }
 
 
+ANCHOR_ARGS = {"madmom_downbeats": ("madmom_offline", "--downbeats")}
+
+
 def run_anchor(system: str, path: Path, task: str = "beats") -> dict:
-    """Run one anchor system on one file in the anchors venv; its JSON result."""
+    """Run one anchor system on one file in the anchors venv; its JSON result.
+
+    ``system`` is a ``run_anchor.py`` system or a name in :data:`ANCHOR_ARGS`."""
     venv = Path(os.environ.get("ANCHORS_VENV", ROOT / ".venv-anchors"))
     py = venv / "bin" / "python"
     if not py.exists():
@@ -146,9 +155,10 @@ def run_anchor(system: str, path: Path, task: str = "beats") -> dict:
             [
                 str(py),
                 str(ROOT / "benchmarks/anchors/run_anchor.py"),
-                system,
+                *(ANCHOR_ARGS.get(system, (system,))[:1]),
                 task,
                 str(path),
+                *(ANCHOR_ARGS.get(system, (system,))[1:]),
                 "--json",
                 tmp.name,
             ],
@@ -181,6 +191,12 @@ def score(item: Item, res: dict) -> dict:
         mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(det)
     )
     out["cmlt"], out["amlt"] = cmlt, amlt
+    bib = res.get("beats_in_bar")
+    if item.downbeats is not None and item.downbeats.size and bib is not None:
+        down = det[np.asarray(bib, dtype=np.int64) == 1] if det.size else det
+        out["db_f"] = mir_eval.beat.f_measure(
+            mir_eval.beat.trim_beats(item.downbeats), mir_eval.beat.trim_beats(down)
+        )
     hit = _matched(ref, det)
     lock = next((ref[i] for i in range(len(hit) - 3) if hit[i : i + 4].all()), np.nan)
     out["lock_s"] = float(lock)
@@ -252,20 +268,24 @@ def _print_set(set_name: str, items: list[Item], rows: dict) -> None:
     music = [it.name for it in items if not it.extra.get("silence")]
     print(f"\n### {set_name}: {len(music)} files\n")
     print(
-        "| system | beat F | CMLt | AMLt | CPU s per s | CPU ratio to madmom online | emission error (median) |"
+        "| system | beat F | CMLt | AMLt | downbeat F | CPU s per s | CPU ratio to madmom online "
+        "| emission error (median) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     base = _mean(rows.get("madmom_online", {}), "cpu_per_s", music)
     for system, per in rows.items():
         errs = [per[n]["error"] for n in music if "error" in per.get(n, {})]
         if errs and len(errs) == len(music):
-            print(f"| {system} | error: {errs[0]} | | | | | |")
+            print(f"| {system} | error: {errs[0]} | | | | | | |")
             continue
         cpu = _mean(per, "cpu_per_s", music)
         emit = _mean(per, "emit_err_ms", music)
+        db_f = _mean(per, "db_f", music)
         print(
             f"| {system} | {_mean(per, 'f', music):.3f} | {_mean(per, 'cmlt', music):.3f} | "
-            f"{_mean(per, 'amlt', music):.3f} | {cpu:.4f} | {cpu / base:.2f}× | "
+            f"{_mean(per, 'amlt', music):.3f} | "
+            + (f"{db_f:.3f}" if db_f == db_f else "n/a")
+            + f" | {cpu:.4f} | {cpu / base:.2f}× | "
             + (f"{emit:.1f} ms |" if emit == emit else "n/a |")
         )
     if set_name == "synthetic":

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from onbeat.models.registry import available
 from onbeat.models.streaming import NumbaLSTM
+from onbeat.realtime.bars import BarEvidence, bar_columns
 from onbeat.realtime.commands import Command
 from onbeat.realtime.config import BeatConfig, FeatureConfig
 from onbeat.realtime.events import Event
@@ -77,6 +78,8 @@ class BeatStage:
         self.downbeat_activation = 0.0
         self._act = np.zeros(2, dtype=np.float32)
         self.net: NumbaLSTM | None = None
+        self._layout = layout
+        self.bar_evidence: BarEvidence | None = None
         blocks = [layout.block("pdiff", n) for n in layout.frame_sizes]
         self._pd_starts = np.asarray([b.start for b in blocks], dtype=np.int64)
         self._pd_stops = np.asarray([b.stop for b in blocks], dtype=np.int64)
@@ -89,11 +92,15 @@ class BeatStage:
             # as for onsets: frames between a beat and the frame reporting it (more than one
             # for a model trained with late targets)
             delay_frames = float(meta.get("delay_frames", 1.0))
+            if self.config.bar_model and available("bars"):
+                bars, _ = load_stream_model("bars", self.features, ctx)
+                self.bar_evidence = BarEvidence(bars, bar_columns(self._layout))
         delay_s = delay_frames * self.hop_size / ctx.sample_rate_hz
         cfg = self.tracker_config
         self.tracker = BeatTracker(
             dataclasses.replace(cfg, input_latency_s=cfg.input_latency_s + delay_s),
             hop_size=self.hop_size,
+            bar_evidence=self.bar_evidence,
         )
         self.tracker.prepare(ctx)
         self._decay = 0.5 ** (1.0 / (self.config.dsp_half_life_s * ctx.frame_rate_hz))
@@ -152,4 +159,4 @@ class BeatStage:
         self.downbeat_activation = float(act[1])
         self._quiet_frames = self._quiet_frames + 1 if power < self._gate_power else 0
         silent = self._quiet_frames > self._gate_hold
-        return tuple(self.tracker.process(act, sample_index, silent=silent))
+        return tuple(self.tracker.process(act, sample_index, silent=silent, features=frame))

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gui_arguments(p)
 
     p = sub.add_parser("train", help="train a model (resumable; see training/)")
-    p.add_argument("task", choices=["onsets", "beats", "tags", "similarity"])
+    p.add_argument("task", choices=["onsets", "beats", "bars", "tags", "similarity"])
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--steps", type=int, default=200, help="batches per epoch")
     p.add_argument("--run-dir", default="runs", help="checkpoints and logs (resume from here)")
@@ -156,7 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         "to fine-tune with --init)",
     )
     p.add_argument("--hidden", type=int, default=None, help="LSTM units (default: per task)")
-    p.add_argument("--crop-frames", type=int, default=None, help="training crop length (frames)")
+    p.add_argument(
+        "--crop-frames",
+        type=int,
+        default=None,
+        help="training crop length (frames; bars: beats, default 64)",
+    )
     p.add_argument(
         "--max-train", type=int, default=0, help="beats: at most this many items (0 = all)"
     )
@@ -169,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="beats: loss weight of half-beat frames and of beats that are not downbeats",
+    )
+    p.add_argument(
+        "--downbeat-weight",
+        type=float,
+        default=1.0,
+        help="beats: loss multiplier of the downbeat output; other than 1, the epoch is also "
+        "chosen on the validation downbeat AUC",
     )
     p.add_argument(
         "--renders",
@@ -231,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--extra-renders",
         default=None,
-        help="beats: add the train split of a second render folder (e.g. data/renders_heavy, "
-        "rendered with --sets heavy); its valid split joins the validation set",
+        help="beats, bars: add the train split of a second render folder (e.g. "
+        "data/renders_heavy, rendered with --sets heavy); its valid split joins the validation set",
     )
     p.add_argument(
         "--extra-weight",
@@ -602,6 +614,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             cv_steps=args.cv_steps,
             folds=args.folds,
             offbeat_weight=args.offbeat_weight,
+            downbeat_weight=args.downbeat_weight,
             mixup=args.mixup,
             renders=args.renders,
             keep_folds=args.keep_folds,

@@ -226,6 +226,9 @@ class BeatConfig:
         silence).
     dsp_half_life_s : float
         Decay of the DSP fallback's normalising maximum.
+    bar_model : bool
+        Number the bars with the beat-synchronous bar model (``models/weights/bars``,
+        :mod:`onbeat.realtime.bars`) when it ships; off: with the beat LSTM's downbeat output.
     """
 
     section: ClassVar[str] = "beats"
@@ -233,6 +236,7 @@ class BeatConfig:
     gate_dbfs: float = -60.0
     gate_hold_s: float = 1.0
     dsp_half_life_s: float = 4.0
+    bar_model: bool = True
 
     def __post_init__(self) -> None:
         s = self.section

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numba
 import numpy as np
@@ -53,6 +53,9 @@ from onbeat.realtime.errors import ConfigError, StageError
 from onbeat.realtime.events import EMPTY, BeatEvent, Event, TempoEvent
 from onbeat.realtime.stages import StageSpec, StreamContext
 from onbeat.realtime.validation import check_range as _check_range
+
+if TYPE_CHECKING:
+    from onbeat.realtime.bars import BarEvidence
 
 __all__ = ["BeatTracker", "TrackerConfig"]
 
@@ -483,13 +486,18 @@ def _bar_step(
     probs: npt.NDArray[np.float64],
     offs: npt.NDArray[np.int64],
     lens: npt.NDArray[np.int64],
-    downbeat: float,
-    floor: float,
+    lik_first: float,
+    lik_other: float,
     switch_prob: float,
     observe: bool,
     scratch: npt.NDArray[np.float64],
+    leak: float,
+    obs_pos: int,
 ) -> None:  # pragma: no cover - compiled
-    """Advance the bar filter by one beat and weigh it with the beat's downbeat activation."""
+    """Advance the bar filter by one beat and weigh it with evidence: likelihood ``lik_first``
+    for bar position ``obs_pos`` (0: "this beat starts a bar"; 1: "the beat before started
+    one"), ``lik_other`` for the other positions; then mix ``leak`` of a uniform distribution
+    in (the filter's forgetting)."""
     ng = lens.shape[0]
     total = 0.0
     for g in range(ng):
@@ -508,12 +516,12 @@ def _bar_step(
         for p in range(lens[g]):
             v = scratch[offs[g] + p]
             if observe:
-                v *= (downbeat + floor) if p == 0 else (1.0 - downbeat + floor)
+                v *= lik_first if p == obs_pos % lens[g] else lik_other
             probs[offs[g] + p] = v
             total += v
     n = probs.shape[0]
     for s in range(n):
-        probs[s] = 0.999 * probs[s] / total + 0.001 / n
+        probs[s] = (1.0 - leak) * probs[s] / total + leak / n
 
 
 @numba.njit(cache=True, nogil=True)
@@ -576,6 +584,7 @@ _DOWNBEAT_GATE = 0.2  # the bar filter listens only while recent downbeat activa
 _DOWNBEAT_HALF_LIFE_S = 4.0  # decay of that recent maximum
 _DB_MEAN_RATE = 0.125  # per-beat rate of the running mean of the downbeat activation at beats
 _DB_CONTRAST = 1.5  # gain of (activation - that mean) in the bar filter's evidence
+_BAR_LEAK = 1e-3  # per-beat uniform mix of the bar filter (its forgetting)
 
 
 class BeatTracker:
@@ -614,8 +623,17 @@ class BeatTracker:
 
     name: ClassVar[str] = "beat_tracker"
 
-    def __init__(self, config: TrackerConfig | None = None, *, hop_size: int = 441) -> None:
+    def __init__(
+        self,
+        config: TrackerConfig | None = None,
+        *,
+        hop_size: int = 441,
+        bar_evidence: BarEvidence | None = None,
+    ) -> None:
         self.config = config or TrackerConfig()
+        self._bar_ev = bar_evidence
+        self._bar_prev_t: float | None = None
+        self._bar_shift = 0.0
         self.spec = StageSpec(
             name=self.name,
             input_kind="activation",
@@ -734,7 +752,14 @@ class BeatTracker:
         _find_peak(self._hist_a, 3, 2.0, 1.5, self._peak)
         _window_max(self._hist_d, 3, 2.0, 1.5)
         _grid_score(self._hist_a, 3, 2.0, 1.0, 1, 1.0)
-        _bar_step(self._bar, self._bar_offs, self._bar_lens, 0.5, 0.1, 0.0, True, self._bar_scratch)
+        _bar_step(
+            self._bar, self._bar_offs, self._bar_lens, 0.6, 0.4, 0.0, True, self._bar_scratch,
+            1e-3, 0,
+        )  # fmt: skip
+        if self._bar_ev is not None:
+            self._bar_ev.prepare(depth)
+        # tracker frame t holds the activation of feature frame t + 1 - (input latency in frames)
+        self._bar_shift = c.input_latency_s * fps - 1.0
         _bar_predict(self._bar, self._bar_offs, self._bar_lens, 1, self._bar_out)
         self._pending.clear()
         self.reset()
@@ -751,6 +776,8 @@ class BeatTracker:
         self._build_transitions()
         self._hist_a.fill(0.0)
         self._hist_d.fill(0.0)
+        if self._bar_ev is not None:
+            self._bar_ev.reset()
         self._db_env = 0.0
         self._db_mean = -1.0  # running mean of the downbeat activation at issued beats
         self._last_active = -(10**9)
@@ -869,12 +896,19 @@ class BeatTracker:
 
     # ------------------------------------------------------------------ the frame
     def process(
-        self, frame: npt.NDArray[np.floating], sample_index: int, *, silent: bool = False
+        self,
+        frame: npt.NDArray[np.floating],
+        sample_index: int,
+        *,
+        silent: bool = False,
+        features: npt.NDArray[np.float32] | None = None,
     ) -> tuple[Event, ...]:
         """Update with one ``[beat, downbeat]`` activation frame ending at ``sample_index``.
 
         ``silent`` (the engine's level gate) marks a frame without usable signal: it carries no
-        evidence and the grid flywheels. Returns the beats (and tempo updates) issued now.
+        evidence and the grid flywheels. ``features`` is the engine's feature frame the
+        activation came from, kept for the bar model when the tracker has one. Returns the
+        beats (and tempo updates) issued now.
 
         Real-time safety: numba kernels on preallocated state plus scalar bookkeeping; allocates
         only the events it returns (rare octave decisions rebuild the small transition table).
@@ -887,6 +921,8 @@ class BeatTracker:
         n = self._n + 1
         self._n = n
         self._t_act_s = t_act_s
+        if self._bar_ev is not None and features is not None:
+            self._bar_ev.push(n, features)
         a = float(frame[0])
         d = float(frame[1]) if frame.shape[0] > 1 else 0.0
         a = 0.0 if silent or not a > 0.0 else min(a, 1.0)  # also maps NaN to 0
@@ -1043,6 +1079,7 @@ class BeatTracker:
         self._queue.clear()
         self._period_hist.clear()
         self._db_queue.clear()
+        self._restart_bar_model()
         self._last_out_fr = -1e18
         self._last_out_step = 1e18
         self._last_bib = 0
@@ -1362,28 +1399,56 @@ class BeatTracker:
 
     def _bar_update(self, t: float, steps: int, n: int, silent: bool) -> None:
         """Advance the bar filter ``steps`` beats to the issued beat at ``t`` and weigh it with
-        the downbeat activation around it."""
-        d = _window_max(self._hist_d, n, t, self._db_width_fr())
-        # The evidence is the downbeat activation *relative to the other beats*: a network
-        # that rates every beat alike (say 0.6 on each click of a click track) says nothing
-        # about where the bar starts, and must not drag every beat towards "1".
-        observe = not silent and self._db_env >= _DOWNBEAT_GATE
-        if observe:
-            m = self._db_mean
-            self._db_mean = d if m < 0.0 else m + _DB_MEAN_RATE * (d - m)
-            d = min(1.0, max(0.0, 0.5 + _DB_CONTRAST * (d - self._db_mean)))
+        the bar evidence: the beat-synchronous bar model's verdict on the beat before ``t``
+        (when it ships, see :mod:`onbeat.realtime.bars`), else the downbeat activation at
+        ``t``."""
+        lik_first = lik_other = 1.0
+        obs_pos = 0
+        ev = self._bar_ev
+        if ev is not None:
+            prev = self._bar_prev_t
+            self._bar_prev_t = t
+            observe = not silent and prev is not None and steps == 1
+            if observe and prev is not None:
+                sh = self._bar_shift
+                p = min(1.0, max(0.0, ev.beat(prev - sh, t - sh)))
+                lik_first = p + self.config.downbeat_floor
+                lik_other = 1.0 - p + self.config.downbeat_floor
+                obs_pos = 1
+            elif steps != 1:
+                ev.restart()  # a skipped beat: the model's beat sequence starts again
+        else:
+            d = _window_max(self._hist_d, n, t, self._db_width_fr())
+            # The evidence is the downbeat activation *relative to the other beats*: a network
+            # that rates every beat alike (say 0.6 on each click of a click track) says nothing
+            # about where the bar starts, and must not drag every beat towards "1".
+            observe = not silent and self._db_env >= _DOWNBEAT_GATE
+            if observe:
+                m = self._db_mean
+                self._db_mean = d if m < 0.0 else m + _DB_MEAN_RATE * (d - m)
+                d = min(1.0, max(0.0, 0.5 + _DB_CONTRAST * (d - self._db_mean)))
+                lik_first = d + self.config.downbeat_floor
+                lik_other = 1.0 - d + self.config.downbeat_floor
         self._bar_unmeasured = max(0, self._bar_unmeasured - steps)
         for k in range(steps):
             _bar_step(
                 self._bar,
                 self._bar_offs,
                 self._bar_lens,
-                d,
-                self.config.downbeat_floor,
+                lik_first,
+                lik_other,
                 self.config.meter_switch_prob,
                 k == steps - 1 and observe,
                 self._bar_scratch,
+                _BAR_LEAK,
+                obs_pos,
             )
+
+    def _restart_bar_model(self) -> None:
+        """The issued beats stop being one sequence (lost track, octave change, resync)."""
+        self._bar_prev_t = None
+        if self._bar_ev is not None:
+            self._bar_ev.restart()
 
     def _remap_bar(self, octave_shift: int) -> None:
         """After an octave change of the output grid, keep downbeats where they were."""
@@ -1405,6 +1470,7 @@ class BeatTracker:
         self._bar[self._bar_offs[g] + pos] += 0.98
         self._bar_unmeasured = 0
         self._db_queue.clear()
+        self._restart_bar_model()
         self._last_bib = pos + 1
 
     # ------------------------------------------------------------------ command helpers

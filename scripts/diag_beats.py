@@ -110,6 +110,8 @@ def capture_onbeat(path: Path) -> dict:
         ev = orig_process(self, frame, sample_index, power=power)
         silent = self._quiet_frames > self._gate_hold
         rec["rows"].append((self.activation, self.downbeat_activation, sample_index, silent))
+        if self.bar_evidence is not None:
+            rec.setdefault("bar", []).append(frame[self.bar_evidence.columns])
         return ev
 
     cls.process, cls.prepare = process, prepare
@@ -133,22 +135,40 @@ def capture_onbeat(path: Path) -> dict:
         "hop": stage.hop_size,
         "ctx": rec["ctx"],
         "source": stage.source,
+        # the feature columns the bar model reads (None without one)
+        "bar_feats": np.asarray(rec["bar"], dtype=np.float32) if "bar" in rec else None,
     }
 
 
-def run_tracker(cfg, ctx, hop: int, act, db, silent) -> list[float]:
-    """Feed activations frame by frame into a fresh BeatTracker exactly as BeatStage does."""
+def run_tracker(
+    cfg, ctx, hop: int, act, db, silent, bars: list | None = None, bar_feats=None
+) -> list[float]:
+    """Feed activations frame by frame into a fresh BeatTracker exactly as BeatStage does.
+
+    Returns the beat times; ``bars``, when given, receives each beat's ``beat_in_bar``.
+    ``bar_feats`` (the captured columns the bar model reads) runs the shipped bar model."""
     from onbeat.realtime.tracker import BeatTracker
 
-    tr = BeatTracker(cfg, hop_size=hop)
+    ev = None
+    if bar_feats is not None:
+        from onbeat.models.registry import load_lstm
+        from onbeat.models.streaming import NumbaLSTM
+        from onbeat.realtime.bars import BarEvidence
+
+        spec, arrays, _ = load_lstm("bars")
+        ev = BarEvidence(NumbaLSTM(spec, arrays), np.arange(bar_feats.shape[1]))
+    tr = BeatTracker(cfg, hop_size=hop, bar_evidence=ev)
     tr.prepare(ctx)
     buf = np.zeros(2, dtype=np.float32)
     out = []
     for k in range(act.shape[0]):
         buf[0], buf[1] = act[k], db[k]
-        for e in tr.process(buf, (k + 1) * hop, silent=bool(silent[k])):
+        feats = bar_feats[k] if bar_feats is not None else None
+        for e in tr.process(buf, (k + 1) * hop, silent=bool(silent[k]), features=feats):
             if e.type == "beat":
                 out.append(e.time_s)
+                if bars is not None:
+                    bars.append(e.beat_in_bar)
     return out
 
 

@@ -8,14 +8,18 @@ activations, downbeat activations and level-gate flags that the tracker saw (cac
 setting in the grid, exactly as ``BeatStage`` does (``scripts/diag_beats.py`` ``run_tracker``).
 With the default setting the replayed beats must equal the live ones; the script says so per
 set (``replay == live``). It prints one row per setting and set: beat F (±70 ms),
-CMLt, AMLt, and for the synthetic set the re-lock time after the 120 -> 138 BPM step, the beats
+CMLt, AMLt, downbeat F (``DB-F``, where the set has downbeat labels), and for the synthetic set the re-lock time after the 120 -> 138 BPM step, the beats
 kept through the 4 s break and the beats put into silence.
 
     python scripts/tune_tracker.py --sets renders-valid,synthetic \\
         --grid tracker.octave_hold_beats=4,8 --grid tracker.octave_margin=2,4
 
-Choose settings on ``renders-valid`` and ``synthetic`` (development sets); FoF and
-``renders-test`` are evaluation sets: ``--sets fof`` reports them, and a setting picked on
+A key that starts with ``_`` sets a module constant of ``realtime/tracker.py`` instead (those
+read in Python, not inside a numba kernel), e.g. ``--grid _DB_CONTRAST=1,1.5,3``. A tuple
+setting takes ``/`` between its items: ``--grid beats_per_bar=4,3/4``.
+
+Choose settings on ``renders-valid``, ``heavy-valid`` and ``synthetic`` (development sets);
+FoF, ``renders-test`` and ``heavy-test`` are evaluation sets: ``--sets fof`` reports them, and a setting picked on
 them would be tuned on the test data.
 """
 
@@ -52,8 +56,11 @@ def load_items(name: str, max_files: int | None) -> list:
         return bb.fof_set(max_files)
     if name == "renders-test":
         return bb.renders_test_set(max_files)
-    if name == "renders-valid":
-        its = render_items(ROOT / "data" / "renders", split="valid")
+    if name == "heavy-test":
+        return bb.renders_test_set(max_files, "renders_heavy")
+    if name in ("renders-valid", "heavy-valid"):
+        folder = "renders" if name == "renders-valid" else "renders_heavy"
+        its = render_items(ROOT / "data" / folder, split="valid")
         return [bb.Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
     raise SystemExit(f"unknown set {name!r}")
 
@@ -64,6 +71,8 @@ def capture(item, cache: Path) -> dict:
     from onbeat.models.registry import weights_path
 
     key = f"{item.name}-{weights_path('beats').stat().st_mtime_ns}"
+    if weights_path("bars").exists():
+        key += f"-bars{weights_path('bars').stat().st_mtime_ns}"
     f = cache / f"{key}.npz"
     if f.exists():
         d = np.load(f)
@@ -77,6 +86,8 @@ def capture(item, cache: Path) -> dict:
         "sr": np.array(c["ctx"].sample_rate_hz),
         "hop": np.array(c["hop"]),
     }
+    if c["bar_feats"] is not None:
+        out["bar_feats"] = c["bar_feats"]
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(f, **out)
     return out
@@ -97,6 +108,7 @@ def main() -> None:
 
     import bench_beats as bb
     from diag_beats import run_tracker
+    from onbeat.realtime import tracker as tracker_mod
     from onbeat.realtime.config import OnbeatConfig
     from onbeat.realtime.stages import StreamContext
 
@@ -110,8 +122,16 @@ def main() -> None:
     for combo in itertools.product(*axes) if axes else [()]:
         kw = {}
         for field, v in combo:
+            if field.startswith("_"):  # a module constant of realtime/tracker.py
+                kw[field] = float(v)
+                continue
             typ = type(getattr(base, field))
-            kw[field] = typ(float(v)) if typ is not bool else v.lower() in ("1", "true", "on")
+            if typ is tuple:  # e.g. beats_per_bar=4,3/4: "/" separates a tuple's items
+                kw[field] = tuple(int(x) for x in v.split("/"))
+            elif typ is bool:
+                kw[field] = v.lower() in ("1", "true", "on")
+            else:
+                kw[field] = typ(float(v))
         settings.append(kw)
 
     results = []
@@ -125,12 +145,18 @@ def main() -> None:
             # BeatStage adds one hop to the tracker's input latency (see diag_beats.py)
             rows, extras = [], {}
             same = True
+            consts = {k: v for k, v in kw.items() if k.startswith("_")}
+            fields = {k: v for k, v in kw.items() if not k.startswith("_")}
+            saved = {k: getattr(tracker_mod, k) for k in consts}
+            for k, v in consts.items():
+                setattr(tracker_mod, k, type(saved[k])(v))
             for it in items:
                 c = caps[it.name]
                 sr, hop = int(c["sr"]), int(c["hop"])
                 cfg = dataclasses.replace(
-                    base, **kw, input_latency_s=base.input_latency_s + hop / sr
+                    base, **fields, input_latency_s=base.input_latency_s + hop / sr
                 )
+                bars: list[int] = []
                 det = np.asarray(
                     run_tracker(
                         cfg,
@@ -139,12 +165,14 @@ def main() -> None:
                         c["act"],
                         c["db"],
                         c["silent"],
+                        bars,
+                        c.get("bar_feats"),
                     )
                 )
                 if not kw:
                     live = caps[it.name]["live"]
                     same &= det.size == live.size and bool(np.allclose(det, live))
-                sc = bb.score(it, {"times_s": det})  # bench_beats' own scoring
+                sc = bb.score(it, {"times_s": det, "beats_in_bar": bars})  # bench_beats' scoring
                 if set_name == "synthetic":
                     extras.update(
                         {
@@ -154,9 +182,18 @@ def main() -> None:
                         }
                     )
                 if "f" in sc:
-                    rows.append((sc["f"], sc["cmlt"], sc["amlt"]))
-            m = np.mean(rows, axis=0)
-            res = {"set": set_name, "setting": kw, "f": m[0], "cmlt": m[1], "amlt": m[2]}
+                    rows.append((sc["f"], sc["cmlt"], sc["amlt"], sc.get("db_f", np.nan)))
+            for k, v in saved.items():
+                setattr(tracker_mod, k, v)
+            m = np.nanmean(np.array(rows, dtype=np.float64), axis=0)
+            res = {
+                "set": set_name,
+                "setting": kw,
+                "f": m[0],
+                "cmlt": m[1],
+                "amlt": m[2],
+                "db_f": m[3],
+            }
             res.update(extras)
             if not kw:
                 res["replay_equals_live"] = same
@@ -166,7 +203,8 @@ def main() -> None:
                 f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in extras.items()
             )
             print(
-                f"{set_name:14s} {json.dumps(kw):60s} F {m[0]:.3f} CMLt {m[1]:.3f} AMLt {m[2]:.3f} {ex}",
+                f"{set_name:14s} {json.dumps(kw):60s} F {m[0]:.3f} CMLt {m[1]:.3f} AMLt {m[2]:.3f} "
+                f"DB-F {m[3]:.3f} {ex}",
                 flush=True,
             )
     if args.json:

@@ -272,3 +272,62 @@ def test_train_beats_adds_a_second_render_folder(tmp_path):
     (empty / "manifest.jsonl").write_text("")
     with pytest.raises(FileNotFoundError, match="no rendered train items"):
         train_beats(export_dir=tmp_path / "x", extra_render_dir=empty, **common)
+
+
+def test_output_weight_scales_each_outputs_loss(tmp_path):
+    """``TrainConfig.output_weight`` multiplies each output's loss; a wrong length or a
+    non-positive weight is refused."""
+    from onbeat.training.loop import _loss
+
+    logits = torch.zeros(1, 4, 2)
+    y = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [1.0, 1.0]]])
+    pw, fw = torch.ones(2), torch.ones(1, 4, 2)
+    # zero logits: every frame's BCE is log 2 whatever the target, so the weighted mean stays
+    # log 2; what the weight changes is the gradient share of each output
+    g = []
+    for ow in (torch.tensor([1.0, 1.0]), torch.tensor([1.0, 4.0])):
+        lg = logits.clone().requires_grad_(True)
+        _loss(lg, y, pw, fw * ow).backward()
+        g.append(lg.grad.abs().sum(dim=(0, 1)))
+    assert float(g[0][1] / g[0][0]) == pytest.approx(1.0)
+    assert float(g[1][1] / g[1][0]) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="output_weight"):
+        TrainConfig(output_weight=(1.0, 0.0))
+    spec2 = LSTMSpec(name="beats", n_in=6, hidden=4, layers=1, outputs=("beat", "downbeat"))
+    with pytest.raises(ValueError, match="output_weight has 1 values"):
+        train(
+            spec=spec2, train_data=[(np.zeros((50, 6), np.float32), np.zeros((50, 2), np.float32))],
+            valid_data=[], config=TrainConfig(epochs=1, steps_per_epoch=1, crop_frames=20,
+            output_weight=(2.0,)), run_dir=tmp_path / "run", score=lambda n, d: 0.0,
+            progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+class _Columns(torch.nn.Module):
+    """A stand-in network whose sigmoid outputs are the first two feature columns (as
+    logits)."""
+
+    def forward(self, x):
+        return x[..., :2]
+
+
+def test_beat_f_adds_the_downbeat_auc_when_asked():
+    """``beat_f(..., downbeat_gain=g)`` = peak F + g × (downbeat AUC − 0.5): a downbeat output
+    that is high exactly on the labelled downbeats adds g/2; one that is flat adds nothing."""
+    from onbeat.training.tasks import beat_f, downbeat_auc
+
+    beats = np.arange(0.5, 8.0, 0.5)
+    downbeats = beats[::4]
+    x = np.full((900, 2), -6.0, np.float32)
+    x[np.round(beats * 100).astype(int), 0] = 6.0  # beat output: exact peaks
+    flat = x.copy()
+    x[np.round(downbeats * 100).astype(int), 1] = 6.0  # downbeat output on bar starts only
+    y = np.zeros((900, 2), np.float32)
+    f0 = beat_f(_Columns(), [((x, y), beats)])
+    assert f0 == pytest.approx(1.0)
+    assert beat_f(_Columns(), [((x, y), beats)], 0, [downbeats], 0.4) == pytest.approx(1.2)
+    assert beat_f(_Columns(), [((flat, y), beats)], 0, [downbeats], 0.4) == pytest.approx(1.0)
+    assert beat_f(_Columns(), [((x, y), beats)], 0, [None], 0.4) == pytest.approx(1.0)
+    assert downbeat_auc(np.array([1.0, 2.0]), np.array([0.0, 3.0])) == pytest.approx(0.5)
+    assert downbeat_auc(np.array([]), np.array([1.0])) == 0.5

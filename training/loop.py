@@ -56,6 +56,9 @@ class TrainConfig:
         a beat tracker must not confuse with the positives, the half-beat positions (the middle
         frame between two beats and its neighbours) for output 0 and the beats that are not
         downbeats for output 1. 1 weighs them like every other negative frame.
+    output_weight : tuple of float
+        Loss multiplier per output (empty: 1 for every output), e.g. ``(1, 4)`` makes the
+        downbeat output of a beat model count four times as much as the beat output.
     seed : int
         Seed of every RNG.
     grad_clip : float
@@ -72,6 +75,7 @@ class TrainConfig:
     lr: float = 2e-3
     pos_weight: tuple[float, ...] = (4.0,)
     offbeat_weight: float = 1.0
+    output_weight: tuple[float, ...] = ()
     seed: int = 0
     grad_clip: float = 1.0
     stop_epoch: int = 0
@@ -85,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"stop_epoch = {self.stop_epoch} must be in [0, epochs]")
         if not 0.0 < self.offbeat_weight <= 100.0:
             raise ValueError(f"offbeat_weight = {self.offbeat_weight} must be in (0, 100]")
+        if any(not 0.0 < w <= 100.0 for w in self.output_weight):
+            raise ValueError(f"output_weight = {self.output_weight}: each must be in (0, 100]")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -297,6 +303,11 @@ def train(
         proportional to length), e.g. to oversample a small real-audio set.
     """
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if config.output_weight and len(config.output_weight) != len(spec.outputs):
+        raise ValueError(
+            f"output_weight has {len(config.output_weight)} values for "
+            f"{len(spec.outputs)} outputs {spec.outputs}"
+        )
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path = run / "ckpt.pt"
@@ -326,6 +337,7 @@ def train(
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed %s at epoch %d (best %.4f)", run, epoch0, best["score"])
     pw = torch.tensor(config.pos_weight, dtype=torch.float32)
+    ow = torch.tensor(config.output_weight or (1.0,) * len(spec.outputs), dtype=torch.float32)
     (run / "config.json").write_text(
         json.dumps({"train": asdict(config), "spec": asdict(spec)}, indent=2)
     )
@@ -353,7 +365,7 @@ def train(
                 config.offbeat_weight,
                 sw,
             )
-            loss = _loss(net(x), y, pw, fw)
+            loss = _loss(net(x), y, pw, fw * ow)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)

@@ -30,8 +30,11 @@ import numpy as np
 from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
 from onbeat.training.augment import GainAugment
 from onbeat.training.datasets import (
+    FPS,
+    Item,
     augmented_items,
     bock_items,
+    cached_features,
     feature_extractor,
     feature_key,
     pairs,
@@ -315,7 +318,12 @@ def train_onsets(
             + (f" --aug-copies {aug_copies}" if aug_copies else "")
             + ("" if aug_room or not aug_copies else " --aug-kind speed")
             + (f" --layers {layers}" if layers != 2 else "")
-            + (f" --target-delay {target_delay}" if target_delay else ""),
+            + (f" --target-delay {target_delay}" if target_delay else "")
+            + (
+                f" --downbeat-weight {config.output_weight[1]}"
+                if len(config.output_weight) > 1
+                else ""
+            ),
             "valid_f": round(float(final["valid_f"]), 4) if final else round(metrics["score"], 4),
             "test_f_fold5": round(f_test, 4),
             "threshold": chosen["threshold"],
@@ -348,17 +356,28 @@ def train_onsets(
     )
 
 
-def beat_f(net: Any, data: Sequence[tuple[Pair, np.ndarray]], target_delay: int = 0) -> float:
+def beat_f(
+    net: Any,
+    data: Sequence[tuple[Pair, np.ndarray]],
+    target_delay: int = 0,
+    downbeats: Sequence[np.ndarray | None] | None = None,
+    downbeat_gain: float = 0.0,
+) -> float:
     """Mean of beat-activation peak F (±70 ms) — a tracker-free proxy for epoch selection.
 
     Peaks of a model trained with targets ``target_delay`` frames late are dated that many
-    frames back."""
+    frames back. With ``downbeat_gain`` > 0 (and ``downbeats``, one array or None per item)
+    the score adds ``downbeat_gain`` × (:func:`downbeat_auc` − 0.5), so that an epoch whose
+    downbeat output separates bar starts from the other beats better can win."""
     import mir_eval
     from onbeat.realtime.onset import pick_peaks_online
 
     fs = []
-    for (x, _), ref in data:
-        act = predict(net, x)[:, 0]
+    pos: list[np.ndarray] = []
+    neg: list[np.ndarray] = []
+    for i, ((x, _), ref) in enumerate(data):
+        out = predict(net, x)
+        act = out[:, 0]
         peaks = pick_peaks_online(
             act,
             frame_rate_hz=100.0,
@@ -369,7 +388,42 @@ def beat_f(net: Any, data: Sequence[tuple[Pair, np.ndarray]], target_delay: int 
         )
         det = (peaks - target_delay) * 0.01
         fs.append(mir_eval.onset.f_measure(ref, det, window=0.07)[0])
-    return float(np.mean(fs)) if fs else 0.0
+        db = downbeats[i] if downbeats is not None and downbeat_gain > 0 else None
+        if db is not None and out.shape[1] > 1:
+            p, n = _downbeat_values(out[:, 1], ref, db, target_delay)
+            pos.append(p)
+            neg.append(n)
+    f = float(np.mean(fs)) if fs else 0.0
+    if pos:
+        f += downbeat_gain * (downbeat_auc(np.concatenate(pos), np.concatenate(neg)) - 0.5)
+    return f
+
+
+def _downbeat_values(
+    act: np.ndarray, beats_s: np.ndarray, downbeats_s: np.ndarray, target_delay: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The downbeat activation's maximum within ±3 frames of each labelled beat, split into
+    (downbeats, other beats)."""
+    vals = np.zeros(beats_s.size)
+    for j, t in enumerate(beats_s):
+        k = int(np.rint(t * 100.0)) + target_delay
+        lo, hi = max(0, k - 3), min(act.size, k + 4)
+        vals[j] = act[lo:hi].max() if hi > lo else 0.0
+    if downbeats_s.size == 0:
+        return vals[:0], vals
+    is_db = np.min(np.abs(beats_s[:, None] - downbeats_s[None, :]), axis=1) < 0.02
+    return vals[is_db], vals[~is_db]
+
+
+def downbeat_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """ROC-AUC of values at downbeats (``pos``) against values at the other beats (``neg``)
+    (0.5 = no separation; ties count half)."""
+    if pos.size == 0 or neg.size == 0:
+        return 0.5
+    from scipy.stats import rankdata
+
+    r = rankdata(np.concatenate([pos, neg]))[: pos.size].sum()
+    return float((r - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
 
 
 def train_beats(
@@ -390,6 +444,7 @@ def train_beats(
     extra_render_dir: Path | None = None,
     extra_weight: float = 1.0,
     target_delay: int = 0,
+    downbeat_gain: float = 0.0,
 ) -> dict[str, float]:
     """Train the causal beat/downbeat LSTM on rendered MIDI and export the best epoch.
 
@@ -410,6 +465,10 @@ def train_beats(
     hears the beat's attack before it must report it; the metadata's ``delay_frames`` (1 + the
     delay, as for onsets) is added by the live stage to the tracker's input latency (the
     tracker predicts beats, so what is emitted stays on time once it is locked).
+
+    ``downbeat_gain`` > 0 adds the validation downbeat AUC to the epoch-selection score
+    (:func:`beat_f`); ``config.output_weight`` sets how much the downbeat output weighs in the
+    loss.
     """
     tr_items = render_items(render_dir, split="train")
     if 0 < max_train < len(tr_items):
@@ -475,11 +534,18 @@ def train_beats(
             "training_command": "onbeat train beats"
             + (f" --target-delay {target_delay}" if target_delay else "")
             + (
+                f" --downbeat-weight {config.output_weight[1]}"
+                if len(config.output_weight) > 1
+                else ""
+            )
+            + (
                 f" --extra-renders {extra_render_dir} --extra-weight {extra_weight}"
                 if n_extra
                 else ""
             ),
             "valid_peak_f": round(metrics["score"], 4),
+            "valid_score": "peak F"
+            + (f" + {downbeat_gain} x (downbeat AUC - 0.5)" if downbeat_gain else ""),
             "lr": config.lr,
             "init": str(init) if init is not None else None,
             "target_delay_frames": target_delay,
@@ -511,7 +577,9 @@ def train_beats(
         valid_data=[p for p, _ in valid],
         config=config,
         run_dir=run_dir,
-        score=lambda net, _: beat_f(net, valid, target_delay),
+        score=lambda net, _: beat_f(
+            net, valid, target_delay, [it.downbeats for it in va_items], downbeat_gain
+        ),
         on_best=export,
         augment=aug,
         context=aug.context,
@@ -519,6 +587,114 @@ def train_beats(
         make_net=make_net,
         init=init,
         sample_weight=weights if pseudo_dir is not None or extra_render_dir is not None else None,
+    )
+
+
+def bar_pairs(
+    items: Sequence[Item], cache_dir: Path, *, jitter_copies: int = 0, seed: int = 0
+) -> list[tuple[Pair, np.ndarray]]:
+    """Beat-synchronous training pairs for the bars model (:mod:`onbeat.realtime.bars`).
+
+    For each item with beat and downbeat labels: ``x`` = :func:`~onbeat.realtime.bars.beat_vectors`
+    at the labelled beats, ``y`` = 1 where that beat is a downbeat (``(beats - 1, 1)``); plus
+    ``jitter_copies`` copies whose beats are moved by N(0, 15 ms) each, as a live tracker's
+    beats are. Returned with each pair: the beats' downbeat flags (for scoring)."""
+    from onbeat.realtime.bars import bar_columns, beat_vectors
+
+    cols = bar_columns(feature_extractor().layout)
+    rng = np.random.default_rng(seed)
+    out = []
+    for it in items:
+        if it.beats is None or it.downbeats is None or it.beats.size < 8:
+            continue
+        x = cached_features(it.audio, cache_dir, mmap=True)
+        beats = np.asarray(it.beats, dtype=np.float64)
+        down = np.min(np.abs(beats[:, None] - it.downbeats[None, :]), axis=1) < 0.02
+        y = down[:-1, None].astype(np.float32)
+        for c in range(1 + jitter_copies):
+            fr = beats * FPS
+            if c:
+                fr = np.maximum.accumulate(fr + rng.normal(0.0, 1.5, fr.shape))
+            out.append(((beat_vectors(x, cols, fr), y), y[:, 0]))
+    return out
+
+
+def bar_auc(net: Any, data: Sequence[tuple[Pair, np.ndarray]]) -> float:
+    """Validation score of the bars model: ROC-AUC of its output at downbeats against the other
+    beats (:func:`downbeat_auc`)."""
+    pos, neg = [], []
+    for (x, _), down in data:
+        p = predict(net, x)[:, 0]
+        pos.append(p[down == 1])
+        neg.append(p[down == 0])
+    return downbeat_auc(np.concatenate(pos), np.concatenate(neg)) if pos else 0.5
+
+
+def train_bars(
+    *,
+    run_dir: Path,
+    export_dir: Path,
+    cache_dir: Path,
+    render_dirs: Sequence[Path],
+    config: TrainConfig,
+    hidden: int = 32,
+    jitter_copies: int = 1,
+    max_valid: int = 40,
+) -> dict[str, float]:
+    """Train the beat-synchronous downbeat LSTM (:mod:`onbeat.realtime.bars`) on the labelled
+    beats of one or more render folders (their train splits; the first ``max_valid`` items of
+    each valid split score the epochs) and export the best epoch as ``bars``."""
+    tr_items: list[Item] = []
+    va_items: list[Item] = []
+    for d in render_dirs:
+        tr_items += render_items(d, split="train")
+        va_items += render_items(d, split="valid")[:max_valid]
+    if not tr_items or not va_items:
+        raise FileNotFoundError(
+            f"no rendered training data in {', '.join(map(str, render_dirs))} "
+            "(run onbeat.training.render)"
+        )
+    train_data = [p for p, _ in bar_pairs(tr_items, cache_dir, jitter_copies=jitter_copies)]
+    valid = bar_pairs(va_items, cache_dir)
+    spec = LSTMSpec(
+        name="bars",
+        n_in=train_data[0][0].shape[1],
+        hidden=hidden,
+        layers=1,
+        outputs=("downbeat",),
+        frame_rate_hz=FPS,
+        features=feature_key(),
+        dropout=0.1,
+    )
+
+    def export(net: Any, metrics: dict[str, float]) -> None:
+        meta = {
+            "task": "beat-synchronous downbeat evidence (causal LSTM, one step per beat)",
+            "data": f"labelled beats of {len(tr_items)} train items of "
+            + ", ".join(str(d) for d in render_dirs)
+            + f" ({1 + jitter_copies} copies, beats jittered by 15 ms in the extra ones); "
+            f"valid {len(valid)} items",
+            "training_command": f"onbeat train bars --hidden {hidden} --epochs {config.epochs} "
+            f"--steps {config.steps_per_epoch} --crop-frames {config.crop_frames}"
+            + "".join(f" --extra-renders {d}" for d in render_dirs[1:]),
+            "valid_downbeat_auc": round(metrics["score"], 4),
+            "epoch": metrics["epoch"],
+            "params": sum(p.numel() for p in net.parameters()),
+            "licence": "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
+            "POP909 (MIT) and ASAP (CC BY-NC-SA 4.0: non-commercial) and on generated songs",
+        }
+        save_model(net, export_dir, extra=meta)
+        (export_dir / "bars.md").write_text(_card("bars", meta))
+
+    return train(
+        spec=spec,
+        train_data=train_data,
+        valid_data=[p for p, _ in valid],
+        config=config,
+        run_dir=run_dir,
+        score=lambda net, _: bar_auc(net, valid),
+        on_best=export,
+        weight_decay=1e-4,
     )
 
 
@@ -537,6 +713,7 @@ def main_train(
     cv_steps: int = 1000,
     folds: int = 10,
     offbeat_weight: float = 1.0,
+    downbeat_weight: float = 1.0,
     mixup: float = 0.0,
     renders: int = 0,
     keep_folds: bool = False,
@@ -601,6 +778,25 @@ def main_train(
         )
         print(json.dumps({"losses": sim["losses"]}))
         return 0
+    if task == "bars":
+        renders = Path(os.environ.get("ONBEAT_RENDERS", "data/renders"))
+        best = train_bars(
+            run_dir=run_root / "bars",
+            export_dir=export_dir,
+            cache_dir=cache,
+            render_dirs=[renders] + ([extra_renders] if extra_renders is not None else []),
+            config=TrainConfig(
+                epochs=epochs,
+                steps_per_epoch=steps,
+                crop_frames=crop_frames or 64,
+                pos_weight=(3.0,),
+                seed=seed,
+                **({"lr": lr} if lr is not None else {}),
+            ),
+            hidden=hidden or 32,
+        )
+        print(json.dumps(best))
+        return 0
     if task == "onsets":
         cfg = TrainConfig(
             epochs=epochs,
@@ -632,6 +828,7 @@ def main_train(
             crop_frames=crop_frames or 600,
             pos_weight=(6.0, 12.0),
             offbeat_weight=offbeat_weight,
+            output_weight=(1.0, downbeat_weight) if downbeat_weight != 1.0 else (),
             seed=seed,
             **({"lr": lr} if lr is not None else {}),
         )
@@ -650,6 +847,7 @@ def main_train(
             extra_render_dir=extra_renders,
             extra_weight=extra_weight,
             target_delay=target_delay,
+            downbeat_gain=1.0 if downbeat_weight != 1.0 else 0.0,
         )
     print(json.dumps(best))
     return 0
