@@ -272,7 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="onsets: train the final model on folds 0-4, stopping at the best epoch of this "
         "finished run's export and keeping its peak picking",
     )
-    p.add_argument("--layers", type=int, default=2, help="onsets: stacked LSTM layers")
+    p.add_argument(
+        "--layers", type=int, default=None, help="onsets, bars: stacked LSTM layers (2; bars 1)"
+    )
+    p.add_argument(
+        "--labelled-only",
+        action="store_true",
+        help="bars: train on the labelled beats only, not also on the live tracker's beats",
+    )
     p.add_argument(
         "--target-delay",
         type=int,
@@ -632,6 +639,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             aug_kind=args.aug_kind,
             final_from=Path(args.final_from) if args.final_from else None,
             layers=args.layers,
+            labelled_only=args.labelled_only,
             target_delay=args.target_delay,
             trunk=Path(args.trunk) if args.trunk else None,
         )

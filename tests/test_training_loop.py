@@ -331,3 +331,39 @@ def test_beat_f_adds_the_downbeat_auc_when_asked():
     assert beat_f(_Columns(), [((x, y), beats)], 0, [None], 0.4) == pytest.approx(1.0)
     assert downbeat_auc(np.array([1.0, 2.0]), np.array([0.0, 3.0])) == pytest.approx(0.5)
     assert downbeat_auc(np.array([]), np.array([1.0])) == 0.5
+
+
+def test_train_bars_on_labelled_and_tracker_beats(tmp_path):
+    """``onbeat train bars``: sequences from the labelled beats and from the live tracker's beats
+    (cached per beat model), scored on the tracker's beats, exported with a card; a second run
+    reuses the cached tracker beats."""
+    from onbeat.training.bars import bar_pairs, train_bars
+    from onbeat.training.datasets import render_items
+
+    _click_renders(tmp_path / "r", "groove", ("train", "train", "valid"), 120.0)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, crop_frames=16)
+    train_bars(
+        run_dir=tmp_path / "run", export_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+        render_dirs=[tmp_path / "r"], config=cfg, hidden=4,
+    )  # fmt: skip
+    meta = json.loads((tmp_path / "out" / "bars.json").read_text())
+    assert meta["spec"]["outputs"] == ["downbeat"] and "live tracker's beats" in meta["data"]
+    assert (tmp_path / "out" / "bars.md").exists()
+    cache_path = tmp_path / "run" / "tracker_beats_train.json"
+    cache = json.loads(cache_path.read_text())
+    assert len(cache["beats"]) == 2
+    items = render_items(tmp_path / "r", split="train")
+    # the cache is read, not recomputed: a shortened entry shows up as a shorter sequence
+    first = str(items[0].audio)
+    cache["beats"][first] = cache["beats"][first][:9]
+    cache_path.write_text(json.dumps(cache))
+    pairs = bar_pairs(
+        items, tmp_path / "cache", tracker=True, labelled=False,
+        beats_cache=tmp_path / "run" / "tracker_beats_train.json",
+    )  # fmt: skip
+    for ((x, y), flags), it in zip(pairs, items, strict=True):
+        tb = np.asarray(cache["beats"][str(it.audio)])
+        assert x.shape == (tb.size - 1, meta["spec"]["n_in"]) and y.shape == (tb.size - 1, 1)
+        # the click track's accented beats are its downbeats: the tracker's beats near them
+        # are labelled 1, about one in four
+        assert 0.15 < flags.mean() < 0.35

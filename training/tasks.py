@@ -30,11 +30,8 @@ import numpy as np
 from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
 from onbeat.training.augment import GainAugment
 from onbeat.training.datasets import (
-    FPS,
-    Item,
     augmented_items,
     bock_items,
-    cached_features,
     feature_extractor,
     feature_key,
     pairs,
@@ -590,114 +587,6 @@ def train_beats(
     )
 
 
-def bar_pairs(
-    items: Sequence[Item], cache_dir: Path, *, jitter_copies: int = 0, seed: int = 0
-) -> list[tuple[Pair, np.ndarray]]:
-    """Beat-synchronous training pairs for the bars model (:mod:`onbeat.realtime.bars`).
-
-    For each item with beat and downbeat labels: ``x`` = :func:`~onbeat.realtime.bars.beat_vectors`
-    at the labelled beats, ``y`` = 1 where that beat is a downbeat (``(beats - 1, 1)``); plus
-    ``jitter_copies`` copies whose beats are moved by N(0, 15 ms) each, as a live tracker's
-    beats are. Returned with each pair: the beats' downbeat flags (for scoring)."""
-    from onbeat.realtime.bars import bar_columns, beat_vectors
-
-    cols = bar_columns(feature_extractor().layout)
-    rng = np.random.default_rng(seed)
-    out = []
-    for it in items:
-        if it.beats is None or it.downbeats is None or it.beats.size < 8:
-            continue
-        x = cached_features(it.audio, cache_dir, mmap=True)
-        beats = np.asarray(it.beats, dtype=np.float64)
-        down = np.min(np.abs(beats[:, None] - it.downbeats[None, :]), axis=1) < 0.02
-        y = down[:-1, None].astype(np.float32)
-        for c in range(1 + jitter_copies):
-            fr = beats * FPS
-            if c:
-                fr = np.maximum.accumulate(fr + rng.normal(0.0, 1.5, fr.shape))
-            out.append(((beat_vectors(x, cols, fr), y), y[:, 0]))
-    return out
-
-
-def bar_auc(net: Any, data: Sequence[tuple[Pair, np.ndarray]]) -> float:
-    """Validation score of the bars model: ROC-AUC of its output at downbeats against the other
-    beats (:func:`downbeat_auc`)."""
-    pos, neg = [], []
-    for (x, _), down in data:
-        p = predict(net, x)[:, 0]
-        pos.append(p[down == 1])
-        neg.append(p[down == 0])
-    return downbeat_auc(np.concatenate(pos), np.concatenate(neg)) if pos else 0.5
-
-
-def train_bars(
-    *,
-    run_dir: Path,
-    export_dir: Path,
-    cache_dir: Path,
-    render_dirs: Sequence[Path],
-    config: TrainConfig,
-    hidden: int = 32,
-    jitter_copies: int = 1,
-    max_valid: int = 40,
-) -> dict[str, float]:
-    """Train the beat-synchronous downbeat LSTM (:mod:`onbeat.realtime.bars`) on the labelled
-    beats of one or more render folders (their train splits; the first ``max_valid`` items of
-    each valid split score the epochs) and export the best epoch as ``bars``."""
-    tr_items: list[Item] = []
-    va_items: list[Item] = []
-    for d in render_dirs:
-        tr_items += render_items(d, split="train")
-        va_items += render_items(d, split="valid")[:max_valid]
-    if not tr_items or not va_items:
-        raise FileNotFoundError(
-            f"no rendered training data in {', '.join(map(str, render_dirs))} "
-            "(run onbeat.training.render)"
-        )
-    train_data = [p for p, _ in bar_pairs(tr_items, cache_dir, jitter_copies=jitter_copies)]
-    valid = bar_pairs(va_items, cache_dir)
-    spec = LSTMSpec(
-        name="bars",
-        n_in=train_data[0][0].shape[1],
-        hidden=hidden,
-        layers=1,
-        outputs=("downbeat",),
-        frame_rate_hz=FPS,
-        features=feature_key(),
-        dropout=0.1,
-    )
-
-    def export(net: Any, metrics: dict[str, float]) -> None:
-        meta = {
-            "task": "beat-synchronous downbeat evidence (causal LSTM, one step per beat)",
-            "data": f"labelled beats of {len(tr_items)} train items of "
-            + ", ".join(str(d) for d in render_dirs)
-            + f" ({1 + jitter_copies} copies, beats jittered by 15 ms in the extra ones); "
-            f"valid {len(valid)} items",
-            "training_command": f"onbeat train bars --hidden {hidden} --epochs {config.epochs} "
-            f"--steps {config.steps_per_epoch} --crop-frames {config.crop_frames}"
-            + "".join(f" --extra-renders {d}" for d in render_dirs[1:]),
-            "valid_downbeat_auc": round(metrics["score"], 4),
-            "epoch": metrics["epoch"],
-            "params": sum(p.numel() for p in net.parameters()),
-            "licence": "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
-            "POP909 (MIT) and ASAP (CC BY-NC-SA 4.0: non-commercial) and on generated songs",
-        }
-        save_model(net, export_dir, extra=meta)
-        (export_dir / "bars.md").write_text(_card("bars", meta))
-
-    return train(
-        spec=spec,
-        train_data=train_data,
-        valid_data=[p for p, _ in valid],
-        config=config,
-        run_dir=run_dir,
-        score=lambda net, _: bar_auc(net, valid),
-        on_best=export,
-        weight_decay=1e-4,
-    )
-
-
 def main_train(
     task: str,
     *,
@@ -730,9 +619,10 @@ def main_train(
     aug_copies: int = 0,
     aug_kind: str = "full",
     final_from: Path | None = None,
-    layers: int = 2,
+    layers: int | None = None,
     target_delay: int = 0,
     trunk: Path | None = None,
+    labelled_only: bool = False,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -779,6 +669,8 @@ def main_train(
         print(json.dumps({"losses": sim["losses"]}))
         return 0
     if task == "bars":
+        from onbeat.training.bars import train_bars
+
         renders = Path(os.environ.get("ONBEAT_RENDERS", "data/renders"))
         best = train_bars(
             run_dir=run_root / "bars",
@@ -794,6 +686,8 @@ def main_train(
                 **({"lr": lr} if lr is not None else {}),
             ),
             hidden=hidden or 32,
+            layers=layers or 1,
+            tracker=not labelled_only,
         )
         print(json.dumps(best))
         return 0
@@ -812,7 +706,7 @@ def main_train(
             cache_dir=cache,
             config=cfg,
             hidden=hidden or 32,
-            layers=layers,
+            layers=layers or 2,
             target_delay=target_delay,
             aug_copies=aug_copies,
             aug_dir=Path(os.environ.get("ONBEAT_BOCK_AUG", "data/bock_aug")),
