@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--crop-frames",
         type=int,
         default=None,
-        help="training crop length (frames; bars: beats, default 64)",
+        help="training crop length (frames; bars: beats, default 128)",
     )
     p.add_argument(
         "--max-train", type=int, default=0, help="beats: at most this many items (0 = all)"

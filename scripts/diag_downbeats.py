@@ -25,7 +25,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_
     os.environ[_v] = "1"
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -78,10 +77,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import bench_beats as bb
-    from diag_beats import run_tracker
     from onbeat.realtime.config import OnbeatConfig
-    from onbeat.realtime.stages import StreamContext
-    from tune_tracker import capture, load_items
+    from tune_tracker import capture, load_items, replay
 
     base = OnbeatConfig().tracker
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
@@ -116,19 +113,7 @@ def main() -> None:
                 mu[phase] = v[i] if np.isnan(mu[phase]) else mu[phase] + 0.125 * (v[i] - mu[phase])
                 seen += 1
             bars: list[int] = []
-            cfg = dataclasses.replace(base, input_latency_s=base.input_latency_s + hop / sr)
-            det = np.asarray(
-                run_tracker(
-                    cfg,
-                    StreamContext(sample_rate_hz=sr, hop_size=hop),
-                    hop,
-                    c["act"],
-                    c["db"],
-                    c["silent"],
-                    bars,
-                    c.get("bar_feats"),
-                )
-            )
+            det = replay(c, base, bars)
             sc = bb.score(it, {"times_s": det, "beats_in_bar": bars})
             first = np.flatnonzero(pos == 0)
             start = beats[first[min(3, first.size - 1)]] if first.size else np.inf

@@ -93,6 +93,21 @@ def capture(item, cache: Path) -> dict:
     return out
 
 
+def replay(c: dict, base, bars: list | None = None, **fields) -> np.ndarray:
+    """Beat times of the tracker (``base`` with ``fields`` replaced) replayed over a capture;
+    ``bars`` receives each beat's ``beat_in_bar``. BeatStage adds one hop to the tracker's
+    input latency (see diag_beats.py), so the replay does too."""
+    from diag_beats import run_tracker
+    from onbeat.realtime.stages import StreamContext
+
+    sr, hop = int(c["sr"]), int(c["hop"])
+    cfg = dataclasses.replace(base, **fields, input_latency_s=base.input_latency_s + hop / sr)
+    ctx = StreamContext(sample_rate_hz=sr, hop_size=hop)
+    return np.asarray(
+        run_tracker(cfg, ctx, hop, c["act"], c["db"], c["silent"], bars, c.get("bar_feats"))
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,10 +122,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import bench_beats as bb
-    from diag_beats import run_tracker
     from onbeat.realtime import tracker as tracker_mod
     from onbeat.realtime.config import OnbeatConfig
-    from onbeat.realtime.stages import StreamContext
 
     axes = []
     for g in args.grid:
@@ -142,7 +155,6 @@ def main() -> None:
             print(f"capture {set_name}/{it.name}", file=sys.stderr, flush=True)
             caps[it.name] = capture(it, args.cache / set_name)
         for kw in settings:
-            # BeatStage adds one hop to the tracker's input latency (see diag_beats.py)
             rows, extras = [], {}
             same = True
             consts = {k: v for k, v in kw.items() if k.startswith("_")}
@@ -151,24 +163,8 @@ def main() -> None:
             for k, v in consts.items():
                 setattr(tracker_mod, k, type(saved[k])(v))
             for it in items:
-                c = caps[it.name]
-                sr, hop = int(c["sr"]), int(c["hop"])
-                cfg = dataclasses.replace(
-                    base, **fields, input_latency_s=base.input_latency_s + hop / sr
-                )
                 bars: list[int] = []
-                det = np.asarray(
-                    run_tracker(
-                        cfg,
-                        StreamContext(sample_rate_hz=sr, hop_size=hop),
-                        hop,
-                        c["act"],
-                        c["db"],
-                        c["silent"],
-                        bars,
-                        c.get("bar_feats"),
-                    )
-                )
+                det = replay(caps[it.name], base, bars, **fields)
                 if not kw:
                     live = caps[it.name]["live"]
                     same &= det.size == live.size and bool(np.allclose(det, live))

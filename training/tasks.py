@@ -680,12 +680,12 @@ def main_train(
             config=TrainConfig(
                 epochs=epochs,
                 steps_per_epoch=steps,
-                crop_frames=crop_frames or 64,
+                crop_frames=crop_frames or 128,
                 pos_weight=(3.0,),
                 seed=seed,
                 **({"lr": lr} if lr is not None else {}),
             ),
-            hidden=hidden or 32,
+            hidden=hidden or 64,
             layers=layers or 1,
             tracker=not labelled_only,
         )
