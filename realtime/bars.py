@@ -177,7 +177,8 @@ class BarEvidence:
 
     def push(self, n: int, frame: npt.NDArray[np.float32]) -> None:
         """Store feature frame ``n`` (the tracker's frame index). No allocation."""
-        np.take(frame, self.columns, out=self._ring[n % self._ring.shape[0]])
+        # mode "clip": numpy buffers the output for the default mode "raise"
+        np.take(frame, self.columns, out=self._ring[n % self._ring.shape[0]], mode="clip")
 
     def beat(self, a_fr: float, b_fr: float) -> float:
         """Probability that the beat at frame ``a_fr`` started a bar, given the beat that ends

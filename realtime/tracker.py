@@ -27,8 +27,11 @@ together, each cheap:
    beats of dominance (hysteresis). With no accepted beat the grid keeps running (flywheel) for
    ``flywheel_bars`` bars with decaying confidence, then the tracker goes quiet and starts over.
 
-3. **Bar position** (a small discrete filter over meter x beat-in-bar, once per beat), fed with
-   the strongest downbeat activation around each issued beat.
+3. **Bar position** (a small discrete filter over meter x beat-in-bar, once per beat). With a
+   :class:`~onbeat.realtime.bars.BarEvidence` (the shipped ``bars`` model, given the feature
+   frames through ``process(..., features=)``) its evidence is that model's verdict on the
+   issued beat before the current one, read once the beat in between has passed; without one,
+   the strongest downbeat activation around each issued beat, relative to the other beats.
 
 Beats are issued when the predicted beat time, less ``output_latency_s``, falls within the next
 frame: with zero latency ``emitted_s <= time_s < emitted_s + 1 frame``, i.e. on the beat, never
