@@ -78,7 +78,7 @@ class BeatStage:
         self.downbeat_activation = 0.0
         self._act = np.zeros(2, dtype=np.float32)
         self.net: NumbaLSTM | None = None
-        self._layout = layout
+        self._bar_columns = bar_columns(layout)
         self.bar_evidence: BarEvidence | None = None
         blocks = [layout.block("pdiff", n) for n in layout.frame_sizes]
         self._pd_starts = np.asarray([b.start for b in blocks], dtype=np.int64)
@@ -94,7 +94,7 @@ class BeatStage:
             delay_frames = float(meta.get("delay_frames", 1.0))
             if self.config.bar_model and available("bars"):
                 bars, _ = load_stream_model("bars", self.features, ctx)
-                self.bar_evidence = BarEvidence(bars, bar_columns(self._layout))
+                self.bar_evidence = BarEvidence(bars, self._bar_columns)
         delay_s = delay_frames * self.hop_size / ctx.sample_rate_hz
         cfg = self.tracker_config
         self.tracker = BeatTracker(

@@ -1411,8 +1411,9 @@ class BeatTracker:
         if ev is not None:
             prev = self._bar_prev_t
             self._bar_prev_t = t
-            observe = not silent and prev is not None and steps == 1
-            if observe and prev is not None:
+            observe = False
+            if not silent and prev is not None and steps == 1:
+                observe = True
                 sh = self._bar_shift
                 p = min(1.0, max(0.0, ev.beat(prev - sh, t - sh)))
                 lik_first = p + self.config.downbeat_floor

@@ -29,20 +29,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from onbeat.training.tasks import beat_values, downbeat_auc, downbeat_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-
-
-def values_at(act: np.ndarray, times_s: np.ndarray, fps: float, lat_fr: float) -> np.ndarray:
-    """Maximum of ``act`` within ±3 frames of each time (frame index = time * fps + latency)."""
-    out = np.zeros(times_s.size)
-    for i, t in enumerate(times_s):
-        k = int(np.rint(t * fps + lat_fr))
-        lo, hi = max(0, k - 3), min(act.size, k + 4)
-        out[i] = act[lo:hi].max() if hi > lo else 0.0
-    return out
 
 
 def positions(beats: np.ndarray, downbeats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,21 +41,12 @@ def positions(beats: np.ndarray, downbeats: np.ndarray) -> tuple[np.ndarray, np.
     downbeat)."""
     pos = np.full(beats.size, -1)
     meter = np.zeros(beats.size, dtype=np.int64)
-    is_db = np.array([np.min(np.abs(downbeats - b)) < 0.02 for b in beats])
+    is_db = downbeat_flags(beats, downbeats, 0.02)
     idx = np.flatnonzero(is_db)
     for a, b in zip(idx, [*idx[1:], beats.size], strict=True):
         pos[a:b] = np.arange(b - a)
         meter[a:b] = b - a if b < beats.size else (idx[1] - idx[0] if idx.size > 1 else 4)
     return pos, meter
-
-
-def auc(pos_vals: np.ndarray, neg_vals: np.ndarray) -> float:
-    if not pos_vals.size or not neg_vals.size:
-        return float("nan")
-    allv = np.concatenate([pos_vals, neg_vals])
-    ranks = np.argsort(np.argsort(allv)) + 1.0
-    r = ranks[: pos_vals.size].sum()
-    return float((r - pos_vals.size * (pos_vals.size + 1) / 2) / (pos_vals.size * neg_vals.size))
 
 
 def main() -> None:
@@ -88,11 +70,12 @@ def main() -> None:
         for it in items:
             c = capture(it, args.cache / set_name)
             sr, hop = int(c["sr"]), int(c["hop"])
-            fps = sr / hop
-            lat_fr = (base.input_latency_s + hop / sr) * fps
+            # read at the beat's frame plus the tracker's input latency in frames (BeatStage
+            # adds one hop); beat_values assumes 100 frames/s, as the captures are
+            lat_fr = round((base.input_latency_s + hop / sr) * sr / hop)
             beats = np.asarray(it.beats, dtype=np.float64)
             pos, meter = positions(beats, np.asarray(it.downbeats, dtype=np.float64))
-            v = values_at(c["db"], beats, fps, lat_fr)
+            v = beat_values(c["db"], beats, lat_fr)
             ok = pos >= 0
             pos_v.append(v[ok & (pos == 0)])
             neg_v.append(v[ok & (pos > 0)])
@@ -123,7 +106,7 @@ def main() -> None:
                     live_n += 1
                     live_hits += int((b - 1) == pos[j])
             dbf.append(sc.get("db_f", np.nan))
-        a = auc(np.concatenate(pos_v), np.concatenate(neg_v))
+        a = downbeat_auc(np.concatenate(pos_v), np.concatenate(neg_v))
         print(
             f"{set_name:14s} files {len(items):3d}  AUC {a:.3f}  oracle bar "
             f"{hits / max(n_or, 1):.3f}  live bar {live_hits / max(live_n, 1):.3f}  "

@@ -7,9 +7,10 @@ activations, downbeat activations and level-gate flags that the tracker saw (cac
 ``--cache``), then feeds them frame by frame into a fresh :class:`BeatTracker` for each
 setting in the grid, exactly as ``BeatStage`` does (``scripts/diag_beats.py`` ``run_tracker``).
 With the default setting the replayed beats must equal the live ones; the script says so per
-set (``replay == live``). It prints one row per setting and set: beat F (±70 ms),
-CMLt, AMLt, downbeat F (``DB-F``, where the set has downbeat labels), and for the synthetic set the re-lock time after the 120 -> 138 BPM step, the beats
-kept through the 4 s break and the beats put into silence.
+set (``replay == live``). It prints one row per setting and set: beat F (±70 ms), CMLt, AMLt,
+downbeat F (``DB-F``, where the set has downbeat labels), and for the synthetic set the re-lock
+time after the 120 -> 138 BPM step, the beats kept through the 4 s break and the beats put into
+silence.
 
     python scripts/tune_tracker.py --sets renders-valid,synthetic \\
         --grid tracker.octave_hold_beats=4,8 --grid tracker.octave_margin=2,4
@@ -19,8 +20,8 @@ read in Python, not inside a numba kernel), e.g. ``--grid _DB_CONTRAST=1,1.5,3``
 setting takes ``/`` between its items: ``--grid beats_per_bar=4,3/4``.
 
 Choose settings on ``renders-valid``, ``heavy-valid`` and ``synthetic`` (development sets);
-FoF, ``renders-test`` and ``heavy-test`` are evaluation sets: ``--sets fof`` reports them, and a setting picked on
-them would be tuned on the test data.
+FoF, ``renders-test`` and ``heavy-test`` are evaluation sets: ``--sets fof`` reports them, and a
+setting picked on them would be tuned on the test data.
 """
 
 from __future__ import annotations

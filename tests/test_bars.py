@@ -86,7 +86,7 @@ def test_shipped_bar_model_is_small_and_matches_the_features():
     assert set(arrays) >= {"w_ih0", "w_hh0", "b0", "w_out", "b_out"}
 
 
-def _numbered(bar_model: bool, seed: int) -> tuple[float, int]:
+def _numbered(seed: int) -> tuple[float, int]:
     """Share of beats (from the fifth bar on, within 70 ms of a true beat) whose beat_in_bar is
     the true one, for a 4/4 demo band loop through the whole live pipeline."""
     from onbeat.realtime.config import OnbeatConfig, apply_overrides
@@ -95,14 +95,7 @@ def _numbered(bar_model: bool, seed: int) -> tuple[float, int]:
     from onbeat.realtime.sources import ArraySource
 
     song = demo_song(duration_s=30.0, bpm=112.0, seed=seed)
-    cfg = apply_overrides(
-        OnbeatConfig(),
-        {
-            "output.console": False,
-            "tags.enabled": "off",
-            "beats.bar_model": bar_model,
-        },
-    )
+    cfg = apply_overrides(OnbeatConfig(), {"output.console": False, "tags.enabled": "off"})
 
     class Collect:
         name = "collect"
@@ -143,6 +136,6 @@ def test_live_pipeline_numbers_the_bars_of_a_band_loop():
     """A 4/4 loop (kick on 1 and 3, snare on 2 and 4, chords changing each bar) through the
     engine with the shipped bar model: from the fifth bar on, at least 90 % of the beats carry
     the right ``beat_in_bar``."""
-    share, n = _numbered(True, seed=11)
+    share, n = _numbered(seed=11)
     assert n >= 30
     assert share >= 0.9, share

@@ -35,19 +35,13 @@ from onbeat.training.datasets import (
     render_items,
 )
 from onbeat.training.loop import Pair, TrainConfig, predict, train
-from onbeat.training.tasks import _card, downbeat_auc
+from onbeat.training.tasks import _card, downbeat_auc, downbeat_flags
 
 log = logging.getLogger(__name__)
 
 __all__ = ["bar_auc", "bar_pairs", "live_beats", "train_bars"]
 
 _MATCH_S = 0.07  # a tracker beat within this of a labelled downbeat is one
-
-
-def _downbeat_flags(beats_s: np.ndarray, downbeats_s: np.ndarray, window_s: float) -> np.ndarray:
-    if downbeats_s.size == 0 or beats_s.size == 0:
-        return np.zeros(beats_s.size, dtype=bool)
-    return np.min(np.abs(beats_s[:, None] - downbeats_s[None, :]), axis=1) < window_s
 
 
 def live_beats(net: Any, delay_frames: float, x: np.ndarray) -> np.ndarray:
@@ -146,7 +140,7 @@ def bar_pairs(
             if tb.size >= 8:
                 runs.append((tb * FPS, _MATCH_S))
         for fr, window in runs:
-            flags = _downbeat_flags(fr / FPS, np.asarray(it.downbeats), window)[:-1]
+            flags = downbeat_flags(fr / FPS, np.asarray(it.downbeats), window)[:-1]
             y = flags[:, None].astype(np.float32)
             out.append(((beat_vectors(x, cols, fr), y), y[:, 0]))
     if tracker and fresh and beats_cache is not None:

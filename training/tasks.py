@@ -315,12 +315,7 @@ def train_onsets(
             + (f" --aug-copies {aug_copies}" if aug_copies else "")
             + ("" if aug_room or not aug_copies else " --aug-kind speed")
             + (f" --layers {layers}" if layers != 2 else "")
-            + (f" --target-delay {target_delay}" if target_delay else "")
-            + (
-                f" --downbeat-weight {config.output_weight[1]}"
-                if len(config.output_weight) > 1
-                else ""
-            ),
+            + (f" --target-delay {target_delay}" if target_delay else ""),
             "valid_f": round(float(final["valid_f"]), 4) if final else round(metrics["score"], 4),
             "test_f_fold5": round(f_test, 4),
             "threshold": chosen["threshold"],
@@ -396,19 +391,30 @@ def beat_f(
     return f
 
 
+def beat_values(act: np.ndarray, beats_s: np.ndarray, offset_fr: int = 0) -> np.ndarray:
+    """The maximum of a 100 frames/s activation within ±3 frames of frame
+    ``round(beat * 100) + offset_fr``, for each beat."""
+    vals = np.zeros(beats_s.size)
+    for j, t in enumerate(beats_s):
+        k = int(np.rint(t * 100.0)) + offset_fr
+        lo, hi = max(0, k - 3), min(act.size, k + 4)
+        vals[j] = act[lo:hi].max() if hi > lo else 0.0
+    return vals
+
+
+def downbeat_flags(beats_s: np.ndarray, downbeats_s: np.ndarray, window_s: float) -> np.ndarray:
+    """Whether each beat lies within ``window_s`` of a downbeat."""
+    if downbeats_s.size == 0 or beats_s.size == 0:
+        return np.zeros(beats_s.size, dtype=bool)
+    return np.min(np.abs(beats_s[:, None] - downbeats_s[None, :]), axis=1) < window_s
+
+
 def _downbeat_values(
     act: np.ndarray, beats_s: np.ndarray, downbeats_s: np.ndarray, target_delay: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The downbeat activation's maximum within ±3 frames of each labelled beat, split into
-    (downbeats, other beats)."""
-    vals = np.zeros(beats_s.size)
-    for j, t in enumerate(beats_s):
-        k = int(np.rint(t * 100.0)) + target_delay
-        lo, hi = max(0, k - 3), min(act.size, k + 4)
-        vals[j] = act[lo:hi].max() if hi > lo else 0.0
-    if downbeats_s.size == 0:
-        return vals[:0], vals
-    is_db = np.min(np.abs(beats_s[:, None] - downbeats_s[None, :]), axis=1) < 0.02
+    """:func:`beat_values` of the downbeat activation, split into (downbeats, other beats)."""
+    vals = beat_values(act, beats_s, target_delay)
+    is_db = downbeat_flags(beats_s, downbeats_s, 0.02)
     return vals[is_db], vals[~is_db]
 
 
