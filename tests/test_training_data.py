@@ -317,7 +317,10 @@ def test_render_two_items_with_aligned_labels(tmp_path):
 def test_heavy_songs_sit_on_their_grid():
     """Generated heavy parts: every note on a sixteenth of the beat grid (within the human
     jitter), downbeats every bar, and drum hits both on and off the beat."""
-    from onbeat.training.render import _heavy_grid
+    from onbeat.training.render import SKANK_MIN_BPM, TEMPO_SCALE, _heavy_grid
+
+    # a skank, after the slowest time stretch, read at twice its tempo is out of 55-215 BPM
+    assert 2 * SKANK_MIN_BPM / max(TEMPO_SCALE) > 215
 
     for seed in range(6):
         rng = np.random.default_rng(seed)
@@ -329,7 +332,7 @@ def test_heavy_songs_sit_on_their_grid():
         assert [p.name for p in parts] == ["drums", "guitar", "guitar2", "bass"]
         assert parts[0].is_drum and all(p.program in (29, 30) for p in parts[1:3])
         assert all(s.split("/")[1] in HEAVY_RIFFS for s in info["sections"])
-        if 60 / np.median(ibi) < 160:  # else it is a backbeat at twice the tempo
+        if 60 / np.median(ibi) < SKANK_MIN_BPM:  # else a backbeat at twice the tempo
             assert not any(s.startswith("skank/") for s in info["sections"])
         idx = np.arange(len(beats), dtype=float)
         pos = np.interp([n[0] for p in parts for n in p.notes], beats, idx)

@@ -83,6 +83,8 @@ log = logging.getLogger("onbeat.training.render")
 
 SAMPLE_RATE = 44100
 MAX_SECONDS = 60.0
+# Time stretch of a render (times x scale, so the tempo is divided by it).
+TEMPO_SCALE = (0.85, 1.2)
 ONSET_MERGE_S = 0.020
 MIN_ONSET_VELOCITY = 8
 SETS = ("groove", "pop909", "asap")
@@ -867,10 +869,13 @@ HEAVY_DRUMS = {
     "blast": ("x.x.x.x.x.x.x.x.", "x.x.x.x.x.x.x.x.", "x.x.x.x.x.x.x.x."),
 }
 HEAVY_DRUM_WEIGHTS = (3, 2, 2, 2, 3, 2, 2, 0.5)
-# A skank beat (snare on the off-beats) at tempo T sounds like a kick-snare backbeat at 2T, so
-# it is only drawn where 2T is past the trackers' range even after the tempo warp: labelled at
-# T below that, it taught a model to halve a 150 BPM rock beat.
-SKANK_MIN_BPM = 160.0
+# A skank beat (snare on the off-beats, kick on the beats) at tempo T sounds like a kick-snare
+# backbeat at 2T, so it is only drawn where 2T stays past the trackers' range (215 BPM) after the
+# render's tempo warp (TEMPO_SCALE: tempo / 0.85 .. tempo / 1.2): 130 / 1.2 = 108 BPM, 2 x 108 = 217. Labelled
+# at T where 2T is in range (the first heavy render drew it at any tempo), it taught a model to
+# halve a 150 BPM rock beat; left out below 160 BPM (session 10), it left the model reading
+# real skank sections (FoF sectoid songs, 135-140 BPM) half a beat off, on the snare.
+SKANK_MIN_BPM = 130.0
 # 16 slots per 4-beat bar: "P" palm-muted power chord, "O" open (rings to the next hit), "." rest
 HEAVY_RIFFS = {
     "chug16": "PPPPPPPPPPPPPPPP",
@@ -1231,7 +1236,7 @@ def render_item(
     t_start = time.monotonic()
     rng = np.random.default_rng(_item_seed(seed, item.name))
     parts, source_beats, info = item.build(rng)
-    scale = float(rng.uniform(0.85, 1.2))
+    scale = float(rng.uniform(*TEMPO_SCALE))
     transpose = int(rng.integers(-5, 6))
     starts = np.concatenate([[n[0] for n in p.notes] for p in parts])
     ends = np.concatenate([[n[1] for n in p.notes] for p in parts])
