@@ -871,10 +871,9 @@ HEAVY_DRUMS = {
 HEAVY_DRUM_WEIGHTS = (3, 2, 2, 2, 3, 2, 2, 0.5)
 # A skank beat (snare on the off-beats, kick on the beats) at tempo T sounds like a kick-snare
 # backbeat at 2T, so it is only drawn where 2T stays past the trackers' range (215 BPM) after the
-# render's tempo warp (TEMPO_SCALE: tempo / 0.85 .. tempo / 1.2): 130 / 1.2 = 108 BPM, 2 x 108 = 217. Labelled
-# at T where 2T is in range (the first heavy render drew it at any tempo), it taught a model to
-# halve a 150 BPM rock beat; left out below 160 BPM (session 10), it left the model reading
-# real skank sections (FoF sectoid songs, 135-140 BPM) half a beat off, on the snare.
+# slowest time stretch (TEMPO_SCALE): 130 / 1.2 = 108 BPM, twice that 217. Labelled at T where 2T
+# is in range (the first heavy render drew it at any tempo), it taught a model to halve a 150 BPM
+# rock beat; session 10 drew it from 160 BPM, session 12 from 130 (renders_heavy2).
 SKANK_MIN_BPM = 130.0
 # 16 slots per 4-beat bar: "P" palm-muted power chord, "O" open (rings to the next hit), "." rest
 HEAVY_RIFFS = {
