@@ -267,6 +267,9 @@ def test_train_beats_adds_a_second_render_folder(tmp_path):
     assert f"2 items plus 1 items of {tmp_path / 'h'}" in meta["data"]
     assert "sampling weight 3.0" in meta["data"] and "valid split 2 items" in meta["data"]
     assert "--extra-renders" in meta["training_command"]
+    # the card's command is the whole recipe, not only the flags that changed the data
+    recipe = "--epochs 1 --steps 2 --hidden 4 --crop-frames 200 --layers 1"
+    assert recipe in meta["training_command"]
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "manifest.jsonl").write_text("")

@@ -534,7 +534,13 @@ def train_beats(
                 else ""
             )
             + f"{pseudo_note}; valid split {len(va_items)} items",
-            "training_command": "onbeat train beats"
+            "training_command": f"onbeat train beats --epochs {config.epochs} --steps "
+            f"{config.steps_per_epoch} --hidden {hidden} --crop-frames {config.crop_frames}"
+            + (f" --layers {layers}" if layers != 2 else "")
+            + (f" --offbeat-weight {config.offbeat_weight:g}" if config.offbeat_weight != 1 else "")
+            + (f" --lr {config.lr:g}" if config.lr != TrainConfig().lr else "")
+            + (f" --init {init}" if init is not None else "")
+            + (f" --pseudo {pseudo_dir} --pseudo-weight {pseudo_weight:g}" if pseudo_dir else "")
             + (f" --target-delay {target_delay}" if target_delay else "")
             + (
                 f" --downbeat-weight {config.output_weight[1]}"
