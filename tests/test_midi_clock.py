@@ -130,8 +130,10 @@ def test_transport_start_clock_stop_continue_end() -> None:
     start_t = port.times("start")[0] - t0
     stop_t, end_t = port.times("stop") - t0
     cont_t = port.times("continue")[0] - t0
-    # first locked beat is 2 (1.25 s): the next downbeat is beat 4 at 2.25 s
-    assert start_t == pytest.approx(2.25, abs=0.004)
+    # first locked beat is 2 (1.25 s): the next downbeat is beat 4 at 2.25 s. Send times are wall
+    # clock: a busy machine may delay one send by a few ms, so this checks which beat (0.5 s
+    # apart) within 20 ms; the timing itself is checked on the schedule below.
+    assert start_t == pytest.approx(2.25, abs=0.02)
     # lock is last seen with beat 11 (5.75 s issued at 5.70): stop 0.6 s later
     assert stop_t == pytest.approx(5.70 + 0.6, abs=0.08)
     # clocks between start and stop: 24 per beat, the beat clocks on the beats. Read from the
@@ -148,7 +150,7 @@ def test_transport_start_clock_stop_continue_end() -> None:
     assert bpm == pytest.approx(120.0, rel=0.002)
     # relocked with beat 16, a downbeat (8.25 s, issued at 8.20): continue on it, at the bar
     # after the one it stopped in
-    assert cont_t == pytest.approx(8.25, abs=0.004)
+    assert cont_t == pytest.approx(8.25, abs=0.02)  # which beat; as for the start
     ticks_played = len(run)
     bar = 96
     assert spp == [0, -(-ticks_played // bar) * bar // 6]
