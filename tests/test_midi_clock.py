@@ -145,7 +145,9 @@ def test_transport_start_clock_stop_continue_end() -> None:
     run = clocks[(clocks >= start_t - 1e-3) & (clocks < stop_t)]
     beats_at = run[::24]
     grid = 2.25 + 0.5 * np.arange(len(beats_at))
-    assert np.abs(beats_at - grid).max() < 0.003
+    # the first clock leaves when the start does (wall clock, as above); the rest run on the grid
+    assert abs(beats_at[0] - grid[0]) < 0.02
+    assert np.abs(beats_at[1:] - grid[1:]).max() < 0.003
     bpm = 60.0 / (np.diff(run).mean() * 24)
     assert bpm == pytest.approx(120.0, rel=0.002)
     # relocked with beat 16, a downbeat (8.25 s, issued at 8.20): continue on it, at the bar
