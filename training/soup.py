@@ -18,25 +18,21 @@ standardisation, so the two are interpolated as functions of the same input.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model, torch_from_arrays
+from onbeat.models.lstm import CausalLSTM, load_model, save_model, torch_from_arrays
 
 __all__ = ["interpolate", "load_parent", "main"]
 
 
 def load_parent(directory: Path, name: str) -> tuple[CausalLSTM, dict[str, Any]]:
     """The torch module and metadata of ``directory/NAME.{safetensors,json}``."""
-    from safetensors.numpy import load_file
-
-    meta = json.loads((directory / f"{name}.json").read_text())
-    spec = LSTMSpec(**meta["spec"])
-    return torch_from_arrays(spec, load_file(str(directory / f"{name}.safetensors"))), meta
+    spec, arrays, meta = load_model(directory / f"{name}.safetensors")
+    return torch_from_arrays(spec, arrays), meta
 
 
 def interpolate(base: CausalLSTM, tuned: CausalLSTM, alpha: float) -> CausalLSTM:
