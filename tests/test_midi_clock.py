@@ -132,8 +132,8 @@ def test_transport_start_clock_stop_continue_end() -> None:
     cont_t = port.times("continue")[0] - t0
     # first locked beat is 2 (1.25 s): the next downbeat is beat 4 at 2.25 s. Send times are wall
     # clock: a busy machine may delay one send by a few ms, so this checks which beat (0.5 s
-    # apart) within 20 ms; the timing itself is checked on the schedule below.
-    assert start_t == pytest.approx(2.25, abs=0.02)
+    # apart) within 50 ms; the timing itself is checked on the schedule below.
+    assert start_t == pytest.approx(2.25, abs=0.05)
     # lock is last seen with beat 11 (5.75 s issued at 5.70): stop 0.6 s later
     assert stop_t == pytest.approx(5.70 + 0.6, abs=0.08)
     # clocks between start and stop: 24 per beat, the beat clocks on the beats. Read from the
@@ -146,13 +146,13 @@ def test_transport_start_clock_stop_continue_end() -> None:
     beats_at = run[::24]
     grid = 2.25 + 0.5 * np.arange(len(beats_at))
     # the first clock leaves when the start does (wall clock, as above); the rest run on the grid
-    assert abs(beats_at[0] - grid[0]) < 0.02
+    assert abs(beats_at[0] - grid[0]) < 0.05
     assert np.abs(beats_at[1:] - grid[1:]).max() < 0.003
-    bpm = 60.0 / (np.diff(run).mean() * 24)
+    bpm = 60.0 / (np.diff(run[1:]).mean() * 24)  # the grid's own tempo, after that first clock
     assert bpm == pytest.approx(120.0, rel=0.002)
     # relocked with beat 16, a downbeat (8.25 s, issued at 8.20): continue on it, at the bar
     # after the one it stopped in
-    assert cont_t == pytest.approx(8.25, abs=0.02)  # which beat; as for the start
+    assert cont_t == pytest.approx(8.25, abs=0.05)  # which beat; as for the start
     ticks_played = len(run)
     bar = 96
     assert spp == [0, -(-ticks_played // bar) * bar // 6]
