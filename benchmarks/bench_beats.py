@@ -5,6 +5,9 @@ Sets (each skipped with a note when absent):
 * ``synthetic``: generated here: band loops at 95, 120 and 150 BPM, a tempo step 120 -> 138 BPM,
   a 4 s break (drums and bass silent, chords go on), and 10 s of silence;
 * ``fof``: the Frets-on-Fire songs prepared by ``python -m onbeat.training.fof`` (``data/fof``);
+* ``fof-cv``: the same songs, each run by the fold model of ``--fof-cv`` that was trained
+  without it (``onbeat train beats --fof data/fof --fof-hold-out PREFIX``): the protocol for a
+  beat model that trains on Frets-on-Fire songs; the anchors run on the same songs;
 * ``renders-test``: the held-out test split of ``python -m onbeat.training.render``;
 * ``heavy-test``: the held-out test split of the generated rock/metal songs
   (``python -m onbeat.training.render --sets heavy --out data/renders_heavy``).
@@ -34,6 +37,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -118,9 +122,46 @@ def preloaded(path: Path):
     return ArraySource(data, sr, name=Path(path).name)
 
 
-def run_onbeat(path: Path) -> dict:
+def parse_fof_cv(spec: str) -> dict[str, Path]:
+    """``PREFIX=EXPORT_DIR,...`` as a mapping, each fold model checked to hold its songs out.
+
+    A fold model whose card does not name ``--fof-hold-out`` with that prefix would score songs
+    it trained on, so it is refused.
+    """
+    folds = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        prefix, _, folder = part.partition("=")
+        card = Path(folder) / "beats.json"
+        if not prefix or not card.exists():
+            raise SystemExit(f"--fof-cv: {part!r} is not PREFIX=DIR with DIR/beats.json")
+        held = re.findall(r"--fof-hold-out (\S+)", card.read_text())
+        if not any(prefix in h.strip('",').split(",") for h in held):
+            raise SystemExit(f"--fof-cv: {card} was not trained with --fof-hold-out {prefix}")
+        folds[prefix] = Path(folder)
+    return folds
+
+
+def fold_model(name: str, folds: dict[str, Path]) -> Path:
+    """The fold model that held the song ``name`` out (the longest matching prefix)."""
+    match = [p for p in folds if name.startswith(p)]
+    if not match:
+        raise SystemExit(f"--fof-cv: no fold holds out {name}")
+    return folds[max(match, key=len)]
+
+
+def run_onbeat(path: Path, models: Path | None = None) -> dict:
     """Run the live code path over a file; beat events and analysis CPU (decoding excluded:
-    see :func:`preloaded`)."""
+    see :func:`preloaded`). ``models`` is an ``ONBEAT_MODELS`` folder for this file."""
+    if models is not None:
+        old = os.environ.get("ONBEAT_MODELS")
+        os.environ["ONBEAT_MODELS"] = str(models)
+        try:
+            return run_onbeat(path)
+        finally:
+            if old is None:
+                del os.environ["ONBEAT_MODELS"]
+            else:
+                os.environ["ONBEAT_MODELS"] = old
     from onbeat.realtime.bus import EventBus
     from onbeat.realtime.config import OnbeatConfig, apply_overrides
     from onbeat.realtime.engine import Engine
@@ -225,6 +266,12 @@ def main() -> None:
     ap.add_argument("--max-files", type=int, default=None)
     ap.add_argument("--anchors", default=",".join(ANCHORS))
     ap.add_argument("--json", help="write raw results here")
+    ap.add_argument(
+        "--fof-cv",
+        default="",
+        help="fof-cv set: PREFIX=EXPORT_DIR,... fold models, each trained with --fof-hold-out "
+        "PREFIX (e.g. sectoid=runs/export_fcv_sectoid,muldjord=runs/export_fcv_muldjord)",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     tmp = Path(tempfile.mkdtemp())
@@ -234,12 +281,19 @@ def main() -> None:
             sets[s] = synthetic_set(tmp)
         elif s == "fof":
             sets[s] = fof_set(args.max_files)
+        elif s == "fof-cv":
+            if not args.fof_cv:
+                ap.error("the fof-cv set needs --fof-cv PREFIX=DIR,...")
+            folds = parse_fof_cv(args.fof_cv)
+            sets[s] = fof_set(args.max_files)
+            for it in sets[s]:
+                it.extra["models"] = fold_model(it.name, folds)
         elif s == "renders-test":
             sets[s] = renders_test_set(args.max_files)
         elif s == "heavy-test":
             sets[s] = renders_test_set(args.max_files, "renders_heavy")
         else:
-            ap.error(f"unknown set {s!r} (synthetic, fof, renders-test, heavy-test)")
+            ap.error(f"unknown set {s!r} (synthetic, fof, fof-cv, renders-test, heavy-test)")
     systems = ["onbeat", *[a for a in args.anchors.split(",") if a]]
     raw: dict = {}
     for set_name, items in sets.items():
@@ -250,7 +304,11 @@ def main() -> None:
         for system in systems:
             per = {}
             for it in items:
-                res = run_onbeat(it.audio) if system == "onbeat" else run_anchor(system, it.audio)
+                res = (
+                    run_onbeat(it.audio, it.extra.get("models"))
+                    if system == "onbeat"
+                    else run_anchor(system, it.audio)
+                )
                 per[it.name] = {"error": res["error"]} if "error" in res else score(it, res)
             rows[system] = per
         raw[set_name] = rows

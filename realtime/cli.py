@@ -253,6 +253,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="beats: crop-sampling weight of the --extra-renders items (1: by length)",
     )
     p.add_argument(
+        "--fof",
+        default=None,
+        help="beats: add the Frets-on-Fire songs of this folder (python -m onbeat.training.fof)",
+    )
+    p.add_argument(
+        "--fof-hold-out",
+        default="",
+        help="beats: comma-separated name prefixes of Frets-on-Fire songs kept out of training "
+        "(a cross-validation fold, e.g. sectoid)",
+    )
+    p.add_argument(
+        "--fof-weight",
+        type=float,
+        default=1.0,
+        help="beats: crop-sampling weight of the Frets-on-Fire songs (1: by length)",
+    )
+    p.add_argument(
         "--aug-copies",
         type=int,
         default=0,
@@ -642,6 +659,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             labelled_only=args.labelled_only,
             target_delay=args.target_delay,
             trunk=Path(args.trunk) if args.trunk else None,
+            fof_dir=Path(args.fof) if args.fof else None,
+            fof_hold_out=tuple(h.strip() for h in args.fof_hold_out.split(",") if h.strip()),
+            fof_weight=args.fof_weight,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

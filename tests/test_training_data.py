@@ -220,6 +220,36 @@ def test_fof_beat_grid_and_offset_calibration(tmp_path):
     assert abs(offset - 0.030) <= 0.004
 
 
+def test_fof_train_items_hold_out_and_chart_downbeats(tmp_path):
+    songs = []
+    for name, in_chart in [("bandA_one", True), ("bandA_two", False), ("bandB_one", True)]:
+        (tmp_path / f"{name}.beats").write_text("0.5 1\n1.0 2\n1.5 3\n2.0 4\n2.5 1\n")
+        songs.append(
+            {
+                "name": name,
+                "audio": f"/nowhere/{name}.ogg",
+                "beats": f"{name}.beats",
+                "time_signature_in_chart": in_chart,
+            }
+        )
+    (tmp_path / "manifest.json").write_text(json.dumps({"songs": songs}))
+    items = D.fof_train_items(tmp_path, hold_out=("bandB",))
+    assert [it.name for it in items] == ["bandA_one", "bandA_two"]
+    assert all(it.split == "train" and it.set == "fof" for it in items)
+    np.testing.assert_allclose(items[0].beats, [0.5, 1.0, 1.5, 2.0, 2.5])
+    np.testing.assert_allclose(items[0].downbeats, [0.5, 2.5])
+    # a chart without a time signature gives no downbeat labels: the loss masks them
+    assert items[1].downbeats is None
+    y = D.beat_targets(items[1].beats, items[1].downbeats, 300)
+    assert (y[:, 1] == -1).all() and y[:, 0].max() == 1.0
+    assert [it.name for it in D.fof_train_items(tmp_path)] == [
+        "bandA_one",
+        "bandA_two",
+        "bandB_one",
+    ]
+    assert D.fof_train_items(tmp_path, hold_out=("band",)) == []
+
+
 # ------------------------------------------------------------------------------ data sets
 
 

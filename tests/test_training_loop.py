@@ -2,6 +2,7 @@
 offline bidirectional beat teacher it also trains."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -275,6 +276,58 @@ def test_train_beats_adds_a_second_render_folder(tmp_path):
     (empty / "manifest.jsonl").write_text("")
     with pytest.raises(FileNotFoundError, match="no rendered train items"):
         train_beats(export_dir=tmp_path / "x", extra_render_dir=empty, **common)
+
+
+def test_train_beats_adds_frets_on_fire_songs_except_the_held_out(tmp_path):
+    """``--fof DIR --fof-hold-out PREFIX``: the other songs join training with their weight;
+    the card names them and the hold-out, which the benchmark's fof-cv set checks before it
+    scores a song with that fold model."""
+    import importlib.util
+
+    from onbeat.training.tasks import train_beats
+
+    _click_renders(tmp_path / "r", "groove", ("train", "train", "valid"), 120.0)
+    _click_renders(tmp_path / "f", "band", ("test", "test", "test"), 150.0)
+    songs = [
+        {
+            "name": f"band{'AAB'[k]}_{k}",
+            "audio": str(tmp_path / "f" / f"band_{k}.flac"),
+            "beats": f"band_{k}.beats",
+            "time_signature_in_chart": True,
+        }
+        for k in range(3)
+    ]
+    (tmp_path / "f" / "manifest.json").write_text(json.dumps({"songs": songs}))
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, crop_frames=200)
+    train_beats(
+        run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", render_dir=tmp_path / "r",
+        config=cfg, hidden=4, layers=1, export_dir=tmp_path / "foldB",
+        fof_dir=tmp_path / "f", fof_hold_out=("bandB",), fof_weight=20.0,
+    )  # fmt: skip
+    card = tmp_path / "foldB" / "beats.json"
+    meta = json.loads(card.read_text())
+    assert "plus 2 Frets-on-Fire songs (bandA_0, bandA_1; sampling weight 20)" in meta["data"]
+    assert "--fof-hold-out bandB" in meta["training_command"]
+    assert "CC BY-SA 3.0" in meta["licence"]
+    with pytest.raises(ValueError, match="leaves no song"):
+        train_beats(
+            run_dir=tmp_path / "run2", cache_dir=tmp_path / "cache", render_dir=tmp_path / "r",
+            config=cfg, hidden=4, layers=1, export_dir=tmp_path / "none",
+            fof_dir=tmp_path / "f", fof_hold_out=("band",),
+        )  # fmt: skip
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_beats", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_beats.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_beats"] = bench  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    folds = bench.parse_fof_cv(f"bandB={tmp_path / 'foldB'}")
+    assert bench.fold_model("bandB_2", folds) == tmp_path / "foldB"
+    with pytest.raises(SystemExit, match="was not trained with --fof-hold-out bandA"):
+        bench.parse_fof_cv(f"bandA={tmp_path / 'foldB'}")
+    with pytest.raises(SystemExit, match="no fold holds out bandA_0"):
+        bench.fold_model("bandA_0", folds)
 
 
 def test_output_weight_scales_each_outputs_loss(tmp_path):

@@ -179,6 +179,35 @@ def fof_items(root: str | Path = "data/fof") -> list[Item]:
     return out
 
 
+def fof_train_items(root: str | Path = "data/fof", hold_out: Sequence[str] = ()) -> list[Item]:
+    """Frets-on-Fire songs as beat training items, except those named by ``hold_out``.
+
+    Parameters
+    ----------
+    root : str or Path
+        Folder written by :mod:`onbeat.training.fof`.
+    hold_out : sequence of str
+        Name prefixes (``sectoid``, ``muldjord_chaos_god``) of the songs kept out of training:
+        the songs a cross-validation fold evaluates on.
+
+    Returns
+    -------
+    list of Item
+        Split ``train``. A chart without a time signature only implies 4/4 from its first
+        beat, so such songs carry no downbeat labels (masked in the loss).
+    """
+    root = Path(root)
+    data = json.loads((root / "manifest.json").read_text())
+    out = []
+    for s in data["songs"]:
+        if any(s["name"].startswith(h) for h in hold_out if h):
+            continue
+        beats, downbeats = read_beats(root / s["beats"])
+        db = downbeats if s.get("time_signature_in_chart") else None
+        out.append(Item(s["name"], Path(s["audio"]), beats, db, None, "train", "fof"))
+    return out
+
+
 def bock_folds(root: str | Path | None = None) -> dict[int, list[str]]:
     """Fold number to file names, from ``splits/8-fold_cv_random_K.fold``."""
     base = Path(root) if root else default_data_root() / "onsets" / "bock"

@@ -448,6 +448,9 @@ def train_beats(
     extra_weight: float = 1.0,
     target_delay: int = 0,
     downbeat_gain: float = 0.0,
+    fof_dir: Path | None = None,
+    fof_hold_out: tuple[str, ...] = (),
+    fof_weight: float = 1.0,
 ) -> dict[str, float]:
     """Train the causal beat/downbeat LSTM on rendered MIDI and export the best epoch.
 
@@ -463,6 +466,11 @@ def train_beats(
     ``extra_render_dir`` adds the train split of a second render folder (the generated ``heavy``
     set of :mod:`onbeat.training.render`), sampled with ``extra_weight``; its valid split (at
     most half of ``max_valid`` again) joins the validation set.
+
+    ``fof_dir`` adds the Frets-on-Fire songs (real band mixes with chart beats) except those
+    whose names start with one of ``fof_hold_out``, sampled with ``fof_weight``: a
+    cross-validation fold holds songs (or a band) out and is evaluated on them only; the
+    epoch is still chosen on the render valid split, never on a Frets-on-Fire song.
 
     ``target_delay`` > 0 marks each beat that many frames late in the targets, so the network
     hears the beat's attack before it must report it; the metadata's ``delay_frames`` (1 + the
@@ -501,6 +509,18 @@ def train_beats(
             raise FileNotFoundError(f"no pseudo-labelled items in {pseudo_dir}")
         tr_items = tr_items + extra
     weights += [pseudo_weight] * (len(tr_items) - n_renders)
+    n_fof = 0
+    fof_names = ""
+    if fof_dir is not None:
+        from onbeat.training.datasets import fof_train_items
+
+        fof = fof_train_items(fof_dir, fof_hold_out)
+        if not fof:
+            raise ValueError(f"--fof-hold-out {','.join(fof_hold_out)} leaves no song in {fof_dir}")
+        n_fof = len(fof)
+        fof_names = ", ".join(it.name for it in fof)
+        tr_items = tr_items + fof
+        weights += [fof_weight] * n_fof
     delay_s = target_delay / 100.0
     train_data = list(pairs(tr_items, cache_dir, "beats", mmap=True, delay=delay_s))
     valid = [
@@ -533,7 +553,13 @@ def train_beats(
                 if n_extra
                 else ""
             )
-            + f"{pseudo_note}; valid split {len(va_items)} items",
+            + f"{pseudo_note}"
+            + (
+                f" plus {n_fof} Frets-on-Fire songs ({fof_names}; sampling weight {fof_weight:g})"
+                if n_fof
+                else ""
+            )
+            + f"; valid split {len(va_items)} items",
             "training_command": f"onbeat train beats --epochs {config.epochs} --steps "
             f"{config.steps_per_epoch} --hidden {hidden} --crop-frames {config.crop_frames}"
             + (f" --layers {layers}" if layers != 2 else "")
@@ -551,6 +577,12 @@ def train_beats(
                 f" --extra-renders {extra_render_dir} --extra-weight {extra_weight}"
                 if n_extra
                 else ""
+            )
+            + (
+                f" --fof {fof_dir} --fof-weight {fof_weight:g}"
+                + (f" --fof-hold-out {','.join(fof_hold_out)}" if fof_hold_out else "")
+                if n_fof
+                else ""
             ),
             "valid_peak_f": round(metrics["score"], 4),
             "valid_score": "peak F"
@@ -562,7 +594,13 @@ def train_beats(
             "epoch": metrics["epoch"],
             "params": sum(p.numel() for p in net.parameters()),
             "licence": "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
-            "POP909 (MIT) and ASAP (CC BY-NC-SA 4.0: non-commercial)",
+            "POP909 (MIT) and ASAP (CC BY-NC-SA 4.0: non-commercial)"
+            + (
+                "; Frets-on-Fire songs (Debian fretsonfire-songs-muldjord/-sectoid: "
+                "CC BY-SA 3.0 and MIT-style)"
+                if n_fof
+                else ""
+            ),
         }
         if bidirectional:
             from onbeat.training.beat_teacher import save_teacher
@@ -595,7 +633,9 @@ def train_beats(
         weight_decay=1e-4,
         make_net=make_net,
         init=init,
-        sample_weight=weights if pseudo_dir is not None or extra_render_dir is not None else None,
+        sample_weight=weights
+        if pseudo_dir is not None or extra_render_dir is not None or n_fof
+        else None,
     )
 
 
@@ -635,6 +675,9 @@ def main_train(
     target_delay: int = 0,
     trunk: Path | None = None,
     labelled_only: bool = False,
+    fof_dir: Path | None = None,
+    fof_hold_out: tuple[str, ...] = (),
+    fof_weight: float = 1.0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -754,6 +797,9 @@ def main_train(
             extra_weight=extra_weight,
             target_delay=target_delay,
             downbeat_gain=1.0 if downbeat_weight != 1.0 else 0.0,
+            fof_dir=fof_dir,
+            fof_hold_out=fof_hold_out,
+            fof_weight=fof_weight,
         )
     print(json.dumps(best))
     return 0
