@@ -284,7 +284,7 @@ class TagsConfig:
     hop_s: float = 1.5
     window_s: float = 3.0
     ema_s: float = 12.0
-    hysteresis: float = 0.25
+    hysteresis: float = 0.15
     gate_dbfs: float = -50.0
     novelty: float = 0.7
     dwell_s: float = 30.0
