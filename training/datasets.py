@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,18 +165,22 @@ def render_items(
     return out
 
 
+def _fof_songs(root: str | Path) -> list[tuple[dict[str, Any], Item]]:
+    """Each manifest row of ``ROOT/manifest.json`` with its song as a ``test`` item."""
+    root = Path(root)
+    out = []
+    for s in json.loads((root / "manifest.json").read_text())["songs"]:
+        beats, downbeats = read_beats(root / s["beats"])
+        out.append((s, Item(s["name"], Path(s["audio"]), beats, downbeats, None, "test", "fof")))
+    return out
+
+
 def fof_items(root: str | Path = "data/fof") -> list[Item]:
     """Frets-on-Fire songs from ``ROOT/manifest.json`` (beats already offset-corrected).
 
     Their split is ``test``: a chart grid, reported as its own set.
     """
-    root = Path(root)
-    data = json.loads((root / "manifest.json").read_text())
-    out = []
-    for s in data["songs"]:
-        beats, downbeats = read_beats(root / s["beats"])
-        out.append(Item(s["name"], Path(s["audio"]), beats, downbeats, None, "test", "fof"))
-    return out
+    return [it for _, it in _fof_songs(root)]
 
 
 def fof_train_items(root: str | Path = "data/fof", hold_out: Sequence[str] = ()) -> list[Item]:
@@ -196,16 +200,13 @@ def fof_train_items(root: str | Path = "data/fof", hold_out: Sequence[str] = ())
         Split ``train``. A chart without a time signature only implies 4/4 from its first
         beat, so such songs carry no downbeat labels (masked in the loss).
     """
-    root = Path(root)
-    data = json.loads((root / "manifest.json").read_text())
-    out = []
-    for s in data["songs"]:
-        if any(s["name"].startswith(h) for h in hold_out if h):
-            continue
-        beats, downbeats = read_beats(root / s["beats"])
-        db = downbeats if s.get("time_signature_in_chart") else None
-        out.append(Item(s["name"], Path(s["audio"]), beats, db, None, "train", "fof"))
-    return out
+    return [
+        replace(
+            it, split="train", downbeats=it.downbeats if s.get("time_signature_in_chart") else None
+        )
+        for s, it in _fof_songs(root)
+        if not any(it.name.startswith(h) for h in hold_out if h)
+    ]
 
 
 def bock_folds(root: str | Path | None = None) -> dict[int, list[str]]:

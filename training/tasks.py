@@ -633,9 +633,7 @@ def train_beats(
         weight_decay=1e-4,
         make_net=make_net,
         init=init,
-        sample_weight=weights
-        if pseudo_dir is not None or extra_render_dir is not None or n_fof
-        else None,
+        sample_weight=weights,
     )
 
 
