@@ -454,6 +454,98 @@ def _find_peak(
 
 
 @numba.njit(cache=True, nogil=True)
+def _fit_grid(
+    hist: npt.NDArray[np.float64],
+    newest: int,
+    nxt: float,
+    period: float,
+    count: int,
+    thresh: float,
+    js: npt.NDArray[np.float64],
+    pos: npt.NDArray[np.float64],
+    peak: npt.NDArray[np.float64],
+    scratch: npt.NDArray[np.float64],
+    out: npt.NDArray[np.float64],
+) -> int:  # pragma: no cover - compiled
+    """Least-squares beat grid through the activation peaks behind a seeded grid.
+
+    The peaks nearest ``nxt - j * period`` for ``j = 1 .. count`` (sub-frame positions, at
+    least ``thresh`` high, in windows that have closed) are fitted by ``pos = next - j *
+    fitted_period``: a Theil-Sen line first, then least squares on the peaks within 2.5 % of
+    a beat (at least one frame) of it. ``js``, ``pos`` (length ``count``), ``peak`` (2) and
+    ``scratch`` (``count * (count - 1) / 2``) are preallocated work space. ``out`` = [fitted
+    period, fitted next beat]. Returns how many peaks the fit used; 0 when fewer than
+    four peaks support a stable fit (``out`` is then meaningless: three points cannot expose
+    a stray peak).
+    """
+    depth = hist.shape[0]
+    half = 0.12 * period
+    m = 0
+    for j in range(1, count + 1):
+        c = nxt - j * period
+        if c + half > newest - 1:
+            continue  # this beat's window has not closed yet
+        if c - half < newest - depth + 2:
+            break  # older than the history
+        if _find_peak(hist, newest, c, half, peak) and peak[1] >= thresh:
+            js[m] = j
+            pos[m] = peak[0]
+            m += 1
+    if m < 4:
+        return 0
+    # a robust line first (Theil-Sen: the median of the pairwise slopes, then the median
+    # intercept), so that one stray peak cannot tilt it; then least squares on its inliers
+    q = 0
+    for a in range(m):
+        for b in range(a + 1, m):
+            scratch[q] = (pos[b] - pos[a]) / (js[b] - js[a])
+            q += 1
+    slope = _median_inplace(scratch, q)
+    for i in range(m):
+        scratch[i] = pos[i] - slope * js[i]
+    icpt = _median_inplace(scratch, m)
+    tol = max(1.0, 0.025 * period)
+    kept = 0
+    for i in range(m):
+        if abs(pos[i] - (icpt + slope * js[i])) <= tol:
+            js[kept] = js[i]
+            pos[kept] = pos[i]
+            kept += 1
+    if kept < 4:
+        return 0
+    mj = 0.0
+    mp = 0.0
+    for i in range(kept):
+        mj += js[i]
+        mp += pos[i]
+    mj /= kept
+    mp /= kept
+    sjj = 0.0
+    sjp = 0.0
+    for i in range(kept):
+        sjj += (js[i] - mj) ** 2
+        sjp += (js[i] - mj) * (pos[i] - mp)
+    slope = sjp / sjj  # frames per beat index: minus the period
+    out[0] = -slope
+    out[1] = mp - slope * mj  # the grid at j = 0: the next beat
+    return kept
+
+
+@numba.njit(cache=True, nogil=True)
+def _median_inplace(a: npt.NDArray[np.float64], n: int) -> float:  # pragma: no cover - compiled
+    """Median of ``a[:n]`` (n >= 1), sorting that prefix in place (insertion sort: n is small)."""
+    for i in range(1, n):
+        v = a[i]
+        k = i - 1
+        while k >= 0 and a[k] > v:
+            a[k + 1] = a[k]
+            k -= 1
+        a[k + 1] = v
+    h = n // 2
+    return a[h] if n % 2 else 0.5 * (a[h - 1] + a[h])
+
+
+@numba.njit(cache=True, nogil=True)
 def _window_max(
     hist: npt.NDArray[np.float64], newest: int, center: float, half_width: float
 ) -> float:  # pragma: no cover - compiled
@@ -588,6 +680,9 @@ _DOWNBEAT_HALF_LIFE_S = 4.0  # decay of that recent maximum
 _DB_MEAN_RATE = 0.125  # per-beat rate of the running mean of the downbeat activation at beats
 _DB_CONTRAST = 1.5  # gain of (activation - that mean) in the bar filter's evidence
 _BAR_LEAK = 1e-3  # per-beat uniform mix of the bar filter (its forgetting)
+_FIT_BEATS = 8  # a (re-)seed refines tempo and phase by a fit through this many past peaks ...
+_FIT_TEMPO = 0.04  # ... accepted when it moves the filter's tempo by at most this ratio
+_FIT_AFTER_SEED = 4  # and refitted after each of the new grid's first measured beats
 
 
 class BeatTracker:
@@ -734,6 +829,10 @@ class BeatTracker:
         self._hist_a = np.zeros(depth, dtype=np.float64)
         self._hist_d = np.zeros(depth, dtype=np.float64)
         self._peak = np.zeros(2, dtype=np.float64)
+        self._fit_j = np.zeros(_FIT_BEATS, dtype=np.float64)
+        self._fit_pos = np.zeros(_FIT_BEATS, dtype=np.float64)
+        self._fit = np.zeros(2, dtype=np.float64)
+        self._fit_scratch = np.zeros(_FIT_BEATS * (_FIT_BEATS - 1) // 2, dtype=np.float64)
         meters = np.asarray(c.beats_per_bar, dtype=np.int64)
         self._bar_lens = meters
         self._bar_offs = np.zeros(meters.shape[0], dtype=np.int64)
@@ -755,6 +854,10 @@ class BeatTracker:
         _find_peak(self._hist_a, 3, 2.0, 1.5, self._peak)
         _window_max(self._hist_d, 3, 2.0, 1.5)
         _grid_score(self._hist_a, 3, 2.0, 1.0, 1, 1.0)
+        _fit_grid(
+            self._hist_a, 3, 2.0, 1.0, 1, 0.5, self._fit_j, self._fit_pos, self._peak,
+            self._fit_scratch, self._fit,
+        )  # fmt: skip
         _bar_step(
             self._bar, self._bar_offs, self._bar_lens, 0.6, 0.4, 0.0, True, self._bar_scratch,
             1e-3, 0,
@@ -1087,6 +1190,7 @@ class BeatTracker:
         self._last_out_step = 1e18
         self._last_bib = 0
         self._misses = 0
+        self._fit_left = 0
         self._surprise_prev = 0.0
         self._meas_prev: tuple[float, int] | None = None
         self._agree = 0.0
@@ -1117,8 +1221,9 @@ class BeatTracker:
             lo, hi = self._family
         _summarize(self._mass, self._zre, self._zim, self._periods, lo, hi, _CLUSTER, s)
         per, nxt, _conf = self._filter_estimate(n, s)
-        self._period_fr = per = float(per)
-        nxt = float(nxt)
+        per, nxt, _fitted = self._refine_seed(n, float(per), float(nxt))
+        self._period_fr = per
+        self._fit_left = _FIT_AFTER_SEED
         self._reset_strength()
         self._family = self._family_of(per)
         if not self._seeded:
@@ -1126,6 +1231,27 @@ class BeatTracker:
             self._seeded = True
             self._k_next = 0
         self._set_next(nxt, n)
+
+    def _refine_seed(self, n: int, per: float, nxt: float) -> tuple[float, float, bool]:
+        """The filter's tempo and next beat, refined by a least-squares grid through the
+        activation peaks of the last beats (:func:`_fit_grid`).
+
+        The filter's tempo is a posterior mean over a grid of tempo states, so a grid seeded
+        from it alone can start up to a few per cent off and take the phase-locked loop seconds
+        to correct; the fit measures the period from sub-frame peak positions instead. It is
+        used only when at least four peaks agree and it stays within ``_FIT_TEMPO`` of the
+        filter (the filter keeps the choice of metrical level). Returns (period, next beat,
+        whether the fit was used). A seed made before four beats were heard is refitted after
+        each of the grid's first ``_FIT_AFTER_SEED`` measured beats.
+        """
+        used = _fit_grid(
+            self._hist_a, n, nxt, per, _FIT_BEATS, self._hit_threshold(), self._fit_j,
+            self._fit_pos, self._peak, self._fit_scratch, self._fit,
+        )  # fmt: skip
+        fit_per, fit_next = float(self._fit[0]), float(self._fit[1])
+        if used and abs(fit_per / per - 1.0) <= _FIT_TEMPO:
+            return self._clamp_period(fit_per), fit_next, True
+        return per, nxt, False
 
     def _set_next(self, nxt: float, n: int) -> None:
         """Move the grid's next beat to ``nxt`` (in the future) and restart its measurements."""
@@ -1203,6 +1329,14 @@ class BeatTracker:
             if self._misses > limit:
                 self._lose_track()
                 return
+        if self._fit_left > 0 and not self._frozen:
+            self._fit_left -= 1
+            per_fit, nxt_fit, fitted = self._refine_seed(n, self._period_fr, self._next_fr)
+            if fitted:
+                self._period_fr = per_fit
+                while nxt_fit <= n:
+                    nxt_fit += per_fit
+                self._next_fr = nxt_fit
         self._period_hist.append(self._period_fr)
         self._supervise(n)
         conf = self._confidence()

@@ -141,13 +141,26 @@ def main() -> None:
     ap.add_argument("--hysteresis", default="0.1,0.15,0.2", help="tags.hysteresis values")
     ap.add_argument("--novelty", default="0,0.3,0.4,0.5,0.6", help="tags.novelty values")
     ap.add_argument("--dwell", default="0", help="tags.dwell_s values")
+    ap.add_argument("--hop", type=float, default=None, help="tags.hop_s (default: the shipped one)")
     args = ap.parse_args()
-    config = apply_overrides(
-        OnbeatConfig(),
-        {"tags.enabled": "on", "tags.ema_s": 0.0, "tags.hysteresis": 0.0, "output.console": False},
-    )
+    overrides: dict[str, object] = {
+        "tags.enabled": "on",
+        "tags.ema_s": 0.0,
+        "tags.hysteresis": 0.0,
+        "output.console": False,
+    }
+    if args.hop is not None:
+        overrides["tags.hop_s"] = args.hop
+    config = apply_overrides(OnbeatConfig(), overrides)
     if args.cache.exists():
-        singles, pairs = pickle.loads(args.cache.read_bytes())
+        cached = pickle.loads(args.cache.read_bytes())
+        singles, pairs = cached[:2]
+        cached_hop_s = cached[2] if len(cached) > 2 else 1.5  # caches before the hop was stored
+        if abs(cached_hop_s - config.tags.hop_s) > 1e-9:
+            raise SystemExit(
+                f"{args.cache} holds windows at hop {cached_hop_s} s, not {config.tags.hop_s} s: "
+                "give another --cache"
+            )
     else:
         files = find_audio(args.directory)
         if args.max_files:
@@ -157,7 +170,7 @@ def main() -> None:
             head = weights_path("similarity")
         singles, pairs = tag_all(config, files, args.fold_models, args.pairs, args.seed, head)
         args.cache.parent.mkdir(parents=True, exist_ok=True)
-        args.cache.write_bytes(pickle.dumps((singles, pairs)))
+        args.cache.write_bytes(pickle.dumps((singles, pairs, config.tags.hop_s)))
     hop_s, window_s = config.tags.hop_s, config.tags.window_s
     own = [_own(s) for s in singles]  # each file's own labels
     targets = [_own([w for w in s if w[0] >= b + window_s]) for b, s in pairs]
