@@ -10,7 +10,10 @@ Sets (each skipped with a note when absent):
   beat model that trains on Frets-on-Fire songs; the anchors run on the same songs;
 * ``renders-test``: the held-out test split of ``python -m onbeat.training.render``;
 * ``heavy-test``: the held-out test split of the generated rock/metal songs
-  (``python -m onbeat.training.render --sets heavy --out data/renders_heavy``).
+  (``python -m onbeat.training.render --sets heavy --out data/renders_heavy``);
+* ``renders-valid``, ``heavy-valid``: the validation splits of the same two folders, where
+  models and settings are chosen (the anchors' margin there says what a choice would give on
+  the test splits without looking at them).
 
 Systems: onbeat (the live code path, :meth:`Engine.run_fast`), madmom online (forward DBN, the
 strongest causal anchor), BeatNet (online, particle filter), aubio (online) and librosa (offline
@@ -98,11 +101,13 @@ def fof_set(max_files: int | None) -> list[Item]:
     return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
 
 
-def renders_test_set(max_files: int | None, folder: str = "renders") -> list[Item]:
+def renders_test_set(
+    max_files: int | None, folder: str = "renders", split: str = "test"
+) -> list[Item]:
     from onbeat.training.datasets import render_items
 
     try:
-        its = render_items(ROOT / "data" / folder, split="test")
+        its = render_items(ROOT / "data" / folder, split=split)
     except FileNotFoundError:
         return []
     return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its if i.beats is not None][
@@ -292,8 +297,14 @@ def main() -> None:
             sets[s] = renders_test_set(args.max_files)
         elif s == "heavy-test":
             sets[s] = renders_test_set(args.max_files, "renders_heavy")
+        elif s in ("renders-valid", "heavy-valid"):
+            folder = "renders" if s == "renders-valid" else "renders_heavy"
+            sets[s] = renders_test_set(args.max_files, folder, split="valid")
         else:
-            ap.error(f"unknown set {s!r} (synthetic, fof, fof-cv, renders-test, heavy-test)")
+            ap.error(
+                f"unknown set {s!r} (synthetic, fof, fof-cv, renders-test, heavy-test, "
+                "renders-valid, heavy-valid)"
+            )
     systems = ["onbeat", *[a for a in args.anchors.split(",") if a]]
     raw: dict = {}
     for set_name, items in sets.items():
