@@ -1657,6 +1657,7 @@ class BeatTracker:
         self._user_octave = True
         self._octave_exp = 0
         self._disagree = 0
+        self._fit_left = 0  # the tapped grid is the user's: no seed refit moves it
         self._set_next(tap_fr + per, n_next - 1)
         return True
 
