@@ -1242,8 +1242,11 @@ class BeatTracker:
         used only when at least four peaks agree and it stays within ``_FIT_TEMPO`` of the
         filter (the filter keeps the choice of metrical level). Returns (period, next beat,
         whether the fit was used). A seed made before four beats were heard is refitted after
-        each of the grid's first ``_FIT_AFTER_SEED`` measured beats.
+        each of the grid's first ``_FIT_AFTER_SEED`` measured beats. A frozen tempo is never
+        refitted.
         """
+        if self._frozen:
+            return per, nxt, False
         used = _fit_grid(
             self._hist_a, n, nxt, per, _FIT_BEATS, self._hit_threshold(), self._fit_j,
             self._fit_pos, self._peak, self._fit_scratch, self._fit,
@@ -1329,7 +1332,7 @@ class BeatTracker:
             if self._misses > limit:
                 self._lose_track()
                 return
-        if self._fit_left > 0 and not self._frozen:
+        if self._fit_left > 0:
             self._fit_left -= 1
             per_fit, nxt_fit, fitted = self._refine_seed(n, self._period_fr, self._next_fr)
             if fitted:
