@@ -142,6 +142,13 @@ def main() -> None:
     ap.add_argument("--novelty", default="0,0.3,0.4,0.5,0.6", help="tags.novelty values")
     ap.add_argument("--dwell", default="0", help="tags.dwell_s values")
     ap.add_argument("--hop", type=float, default=None, help="tags.hop_s (default: the shipped one)")
+    ap.add_argument(
+        "--tie",
+        type=float,
+        default=0.0,
+        help="also score song changes leniently: where the new song's own top label leads its "
+        "runner-up by less than this, showing the runner-up counts as settled too",
+    )
     args = ap.parse_args()
     overrides: dict[str, object] = {
         "tags.enabled": "on",
@@ -174,6 +181,7 @@ def main() -> None:
     hop_s, window_s = config.tags.hop_s, config.tags.window_s
     own = [_own(s) for s in singles]  # each file's own labels
     targets = [_own([w for w in s if w[0] >= b + window_s]) for b, s in pairs]
+    lenient = [_acceptable([w for w in s if w[0] >= b + window_s], args.tie) for b, s in pairs]
     print(f"{len(singles)} files, {len(pairs)} pairs; hop {hop_s} s")
     # the bound of any smoothing: how often a song's first k windows already name its own labels
     bound = {
@@ -183,7 +191,8 @@ def main() -> None:
     print("first k windows name the file's own labels: " + ", ".join(
         f"k={k} {v:.3f}" for k, v in bound.items()))  # fmt: skip
     print(f"{'ema_s':>5} {'hyst':>5} {'novelty':>7} {'dwell':>5}  {'chg/30s':>7}"
-          f" {'settle':>6} {'stable':>6} {'own':>5}  {'switch':>6} {'<=6s':>5} {'reach':>5}")  # fmt: skip
+          f" {'settle':>6} {'stable':>6} {'own':>5}  {'switch':>6} {'<=6s':>5} {'reach':>5}"
+          + (f"  ties<{args.tie:g}: {'switch':>6} {'<=6s':>5} {'reach':>5}" if args.tie else ""))  # fmt: skip
     grid = [
         [float(v) for v in a.split(",")]
         for a in (args.ema, args.hysteresis, args.novelty, args.dwell)
@@ -197,19 +206,61 @@ def main() -> None:
         agree = [
             (e[-1].top_genre, e[-1].top_quadrant) == o for e, o in zip(shown, own, strict=True)
         ]
+        shown_pairs = [simulate(s, tags) for _, s in pairs]
         sw = switch_metrics(
             [
-                label_switch_s(simulate(s, tags), b, t)
-                for (b, s), t in zip(pairs, targets, strict=True)
+                label_switch_s(e, b, t)
+                for e, (b, _), t in zip(shown_pairs, pairs, targets, strict=True)
             ]
         )
-        print(
+        line = (
             f"{ema_s:5.1f} {hyst:5.2f} {nov:7.2f} {dwell_s:5.1f}  "
             f"{np.mean([x.top_changes_per_30s for x in stab]):7.3f} "
             f"{np.mean([x.settle_s for x in stab]):6.2f} "
             f"{np.mean([x.meets_targets for x in stab]):6.3f} {np.mean(agree):5.3f}  "
             f"{sw['switch_s']:6.2f} {sw['switch_share']:5.2f} {sw['switch_reached']:5.2f}"
         )
+        if args.tie:
+            lw = switch_metrics(
+                [
+                    _lenient_switch_s(e, b, ok)
+                    for e, (b, _), ok in zip(shown_pairs, pairs, lenient, strict=True)
+                ]
+            )
+            line += (
+                f"  {'':>9} {lw['switch_s']:6.2f} {lw['switch_share']:5.2f} "
+                f"{lw['switch_reached']:5.2f}"
+            )
+        print(line)
+
+
+def _acceptable(seq: Seq, tie: float) -> tuple[set[str], set[str]]:
+    """The genres and quadrants that count as a song's own: the top of its mean raw window
+    probabilities, plus the runner-up where the top leads it by less than ``tie``."""
+    out = []
+    for idx, names in ((1, GENRES), (2, QUADRANTS)):
+        p = np.mean([w[idx] for w in seq], axis=0)
+        order = np.argsort(p)[::-1]
+        ok = {names[order[0]]}
+        if p[order[0]] - p[order[1]] < tie:
+            ok.add(names[order[1]])
+        out.append(ok)
+    return out[0], out[1]
+
+
+def _lenient_switch_s(
+    events: list[TagsEvent], boundary_s: float, ok: tuple[set[str], set[str]]
+) -> float:
+    """Like :func:`label_switch_s`, with a set of acceptable labels per head."""
+    after = [e for e in events if e.time_s >= boundary_s]
+    if not after:
+        return float("nan")
+    good = [e.top_genre in ok[0] and e.top_quadrant in ok[1] for e in after]
+    if not good[-1]:
+        return float("inf")
+    bad = [i for i, g in enumerate(good) if not g]
+    since = after[bad[-1] + 1].time_s if bad else after[0].time_s
+    return max(0.0, since - boundary_s)
 
 
 def _own(seq: Seq) -> tuple[str, str]:
