@@ -101,9 +101,7 @@ def fof_set(max_files: int | None) -> list[Item]:
     return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
 
 
-def renders_test_set(
-    max_files: int | None, folder: str = "renders", split: str = "test"
-) -> list[Item]:
+def render_set(max_files: int | None, folder: str = "renders", split: str = "test") -> list[Item]:
     from onbeat.training.datasets import render_items
 
     try:
@@ -294,12 +292,12 @@ def main() -> None:
             for it in sets[s]:
                 it.extra["models"] = fold_model(it.name, folds)
         elif s == "renders-test":
-            sets[s] = renders_test_set(args.max_files)
+            sets[s] = render_set(args.max_files)
         elif s == "heavy-test":
-            sets[s] = renders_test_set(args.max_files, "renders_heavy")
+            sets[s] = render_set(args.max_files, "renders_heavy")
         elif s in ("renders-valid", "heavy-valid"):
             folder = "renders" if s == "renders-valid" else "renders_heavy"
-            sets[s] = renders_test_set(args.max_files, folder, split="valid")
+            sets[s] = render_set(args.max_files, folder, split="valid")
         else:
             ap.error(
                 f"unknown set {s!r} (synthetic, fof, fof-cv, renders-test, heavy-test, "

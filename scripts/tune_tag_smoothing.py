@@ -223,7 +223,7 @@ def main() -> None:
         if args.tie:
             lw = switch_metrics(
                 [
-                    _lenient_switch_s(e, b, ok)
+                    label_switch_s(e, b, ok)
                     for e, (b, _), ok in zip(shown_pairs, pairs, lenient, strict=True)
                 ]
             )
@@ -246,21 +246,6 @@ def _acceptable(seq: Seq, tie: float) -> tuple[set[str], set[str]]:
             ok.add(names[order[1]])
         out.append(ok)
     return out[0], out[1]
-
-
-def _lenient_switch_s(
-    events: list[TagsEvent], boundary_s: float, ok: tuple[set[str], set[str]]
-) -> float:
-    """Like :func:`label_switch_s`, with a set of acceptable labels per head."""
-    after = [e for e in events if e.time_s >= boundary_s]
-    if not after:
-        return float("nan")
-    good = [e.top_genre in ok[0] and e.top_quadrant in ok[1] for e in after]
-    if not good[-1]:
-        return float("inf")
-    bad = [i for i, g in enumerate(good) if not g]
-    since = after[bad[-1] + 1].time_s if bad else after[0].time_s
-    return max(0.0, since - boundary_s)
 
 
 def _own(seq: Seq) -> tuple[str, str]:

@@ -47,7 +47,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 def load_items(name: str, max_files: int | None) -> list:
     import bench_beats as bb
-    from onbeat.training.datasets import render_items
 
     if name == "synthetic":
         out = ROOT / "runs" / "tune_tracker" / "synthetic_audio"
@@ -56,13 +55,12 @@ def load_items(name: str, max_files: int | None) -> list:
     if name == "fof":
         return bb.fof_set(max_files)
     if name == "renders-test":
-        return bb.renders_test_set(max_files)
+        return bb.render_set(max_files)
     if name == "heavy-test":
-        return bb.renders_test_set(max_files, "renders_heavy")
+        return bb.render_set(max_files, "renders_heavy")
     if name in ("renders-valid", "heavy-valid"):
         folder = "renders" if name == "renders-valid" else "renders_heavy"
-        its = render_items(ROOT / "data" / folder, split="valid")
-        return [bb.Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
+        return bb.render_set(max_files, folder, split="valid")
     raise SystemExit(f"unknown set {name!r}")
 
 

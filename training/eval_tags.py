@@ -35,7 +35,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -475,25 +475,31 @@ def _tag_live(config: OnbeatConfig, path: Path) -> ClipResult:
 
 
 def label_switch_s(
-    events: Sequence[TagsEvent], boundary_s: float, target: tuple[str, str] | None = None
+    events: Sequence[TagsEvent],
+    boundary_s: float,
+    target: tuple[str | Collection[str], str | Collection[str]] | None = None,
 ) -> float:
     """Seconds after ``boundary_s`` until the displayed labels become ``target`` and stay.
 
     The song change of a live set: the first song plays up to ``boundary_s``, the next one
     follows without a gap. ``target`` is the new song's own (top genre, top quadrant), e.g.
-    :func:`song_labels` of its windows; a display that still shows the old song's labels at
-    the end never switched (``inf``). Without ``target``, the last event's labels count as the
-    new song's. 0 when every event after the boundary shows the target; NaN without events
-    after the boundary.
+    :func:`song_labels` of its windows; either may instead be a collection of labels that all
+    count (a song whose own label is a near-tie). A display that still shows the old song's
+    labels at the end never switched (``inf``). Without ``target``, the last event's labels count
+    as the new song's. 0 when every event after the boundary shows the target; NaN without
+    events after the boundary.
     """
     after = [e for e in events if e.time_s >= boundary_s]
     if not after:
         return math.nan
-    final = (after[-1].top_genre, after[-1].top_quadrant)
-    if target is not None and final != target:
+    if target is None:
+        target = (after[-1].top_genre, after[-1].top_quadrant)
+    genres, quadrants = ({t} if isinstance(t, str) else set(t) for t in target)
+    good = [e.top_genre in genres and e.top_quadrant in quadrants for e in after]
+    if not good[-1]:
         return math.inf
-    other = [i for i, e in enumerate(after) if (e.top_genre, e.top_quadrant) != final]
-    since = after[other[-1] + 1].time_s if other else after[0].time_s  # the last one is final
+    bad = [i for i, g in enumerate(good) if not g]
+    since = after[bad[-1] + 1].time_s if bad else after[0].time_s  # the last one is good
     return max(0.0, float(since) - boundary_s)
 
 
