@@ -11,9 +11,12 @@ Sets (each skipped with a note when absent):
 * ``renders-test``: the held-out test split of ``python -m onbeat.training.render``;
 * ``heavy-test``: the held-out test split of the generated rock/metal songs
   (``python -m onbeat.training.render --sets heavy --out data/renders_heavy``);
-* ``renders-valid``, ``heavy-valid``: the validation splits of the same two folders, where
-  models and settings are chosen (the anchors' margin there says what a choice would give on
-  the test splits without looking at them).
+* ``displaced-test``: the held-out test split of the generated songs with displaced sections
+  (``python -m onbeat.training.render --sets displaced --out data/renders_displaced``): the band
+  plays whole sections off the beat while the labels keep the grid;
+* ``renders-valid``, ``heavy-valid``, ``displaced-valid``: the validation splits of the same
+  folders, where models and settings are chosen (the anchors' margin there says what a choice
+  would give on the test splits without looking at them).
 
 Systems: onbeat (the live code path, :meth:`Engine.run_fast`), madmom online (forward DBN, the
 strongest causal anchor), BeatNet (online, particle filter), aubio (online) and librosa (offline
@@ -99,6 +102,26 @@ def fof_set(max_files: int | None) -> list[Item]:
     except FileNotFoundError:
         return []
     return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
+
+
+# the render sets by name: (folder under data/, split)
+RENDER_SETS = {
+    "renders-test": ("renders", "test"),
+    "heavy-test": ("renders_heavy", "test"),
+    "displaced-test": ("renders_displaced", "test"),
+    "renders-valid": ("renders", "valid"),
+    "heavy-valid": ("renders_heavy", "valid"),
+    "displaced-valid": ("renders_displaced", "valid"),
+}
+
+
+def named_render_set(name: str, max_files: int | None) -> list[Item] | None:
+    """The render set called ``name`` (:data:`RENDER_SETS`; empty where it is not rendered
+    here), or None for a name that is not a render set."""
+    if name not in RENDER_SETS:
+        return None
+    folder, split = RENDER_SETS[name]
+    return render_set(max_files, folder, split=split)
 
 
 def render_set(max_files: int | None, folder: str = "renders", split: str = "test") -> list[Item]:
@@ -291,18 +314,10 @@ def main() -> None:
             sets[s] = fof_set(args.max_files)
             for it in sets[s]:
                 it.extra["models"] = fold_model(it.name, folds)
-        elif s == "renders-test":
-            sets[s] = render_set(args.max_files)
-        elif s == "heavy-test":
-            sets[s] = render_set(args.max_files, "renders_heavy")
-        elif s in ("renders-valid", "heavy-valid"):
-            folder = "renders" if s == "renders-valid" else "renders_heavy"
-            sets[s] = render_set(args.max_files, folder, split="valid")
+        elif (rendered := named_render_set(s, args.max_files)) is not None:
+            sets[s] = rendered
         else:
-            ap.error(
-                f"unknown set {s!r} (synthetic, fof, fof-cv, renders-test, heavy-test, "
-                "renders-valid, heavy-valid)"
-            )
+            ap.error(f"unknown set {s!r} (synthetic, fof, fof-cv, {', '.join(RENDER_SETS)})")
     systems = ["onbeat", *[a for a in args.anchors.split(",") if a]]
     raw: dict = {}
     for set_name, items in sets.items():

@@ -242,15 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--extra-renders",
-        default=None,
-        help="beats, bars: add the train split of a second render folder (e.g. "
-        "data/renders_heavy, rendered with --sets heavy); its valid split joins the validation set",
+        action="append",
+        default=[],
+        help="beats, bars: add the train split of another render folder (e.g. "
+        "data/renders_heavy, rendered with --sets heavy); its valid split joins the validation "
+        "set; repeatable",
     )
     p.add_argument(
         "--extra-weight",
         type=float,
-        default=1.0,
-        help="beats: crop-sampling weight of the --extra-renders items (1: by length)",
+        action="append",
+        default=None,
+        help="beats: crop-sampling weight of the --extra-renders items (1: by length); one for "
+        "all folders, or one per --extra-renders in the same order",
     )
     p.add_argument(
         "--fof",
@@ -650,8 +654,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             init=Path(args.init) if args.init else None,
             pseudo_dir=Path(args.pseudo) if args.pseudo else None,
             pseudo_weight=args.pseudo_weight,
-            extra_renders=Path(args.extra_renders) if args.extra_renders else None,
-            extra_weight=args.extra_weight,
+            extra_renders=tuple(Path(d) for d in args.extra_renders),
+            extra_weights=tuple(args.extra_weight or (1.0,)),
             aug_copies=args.aug_copies,
             aug_kind=args.aug_kind,
             final_from=Path(args.final_from) if args.final_from else None,

@@ -54,13 +54,8 @@ def load_items(name: str, max_files: int | None) -> list:
         return bb.synthetic_set(out)
     if name == "fof":
         return bb.fof_set(max_files)
-    if name == "renders-test":
-        return bb.render_set(max_files)
-    if name == "heavy-test":
-        return bb.render_set(max_files, "renders_heavy")
-    if name in ("renders-valid", "heavy-valid"):
-        folder = "renders" if name == "renders-valid" else "renders_heavy"
-        return bb.render_set(max_files, folder, split="valid")
+    if (rendered := bb.named_render_set(name, max_files)) is not None:
+        return rendered
     raise SystemExit(f"unknown set {name!r}")
 
 

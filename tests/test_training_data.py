@@ -6,6 +6,7 @@ or the ``train`` extra (pretty_midi) skip with the reason when those are absent.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -371,6 +372,50 @@ def test_heavy_songs_sit_on_their_grid():
         drum_pos = np.interp([n[0] for n in parts[0].notes], beats, idx)
         near_beat = np.abs(drum_pos - np.round(drum_pos)) < 0.05
         assert 0.3 < near_beat.mean() < 1.0
+
+
+def test_displaced_sections_move_the_band_and_keep_the_grid():
+    """The ``displaced`` set: a displaced section starts its drums (the crash) and its riff the
+    drawn number of sixteenths late while the beat grid (the labels) stays; the first section
+    and the one after a displaced section are never displaced; ``displace_p`` 0 leaves a
+    ``heavy`` song exactly as before (same random stream)."""
+    from onbeat.training.render import DISPLACE_SHIFTS, _heavy_grid
+
+    def song(seed: int, **kw: float):
+        rng = np.random.default_rng(seed)
+        beats, bib = _heavy_grid(rng, 60.0)
+        return beats, *generate_heavy(beats, bib, rng, **kw)
+
+    _, plain, info = song(4)
+    _, same, info0 = song(4, displace_p=0.0)
+    assert info0 == info and [p.notes for p in same] == [p.notes for p in plain]
+
+    moved = {"d": 0, "r": 0}
+    for seed in range(12):
+        beats, parts, info = song(seed, displace_p=1.0)
+        secs, starts = info["sections"], info["section_beats"]
+        shifted = ["/+" in s for s in secs]
+        assert not shifted[0] and any(shifted)
+        assert not any(a and b for a, b in itertools.pairwise(shifted))
+        idx = np.arange(len(beats), dtype=float)
+        for sec, start in zip(secs, starts, strict=True):
+            d, r = (int(x) for x in (sec.split("/+")[1][:-1].split("d") if "/+" in sec else (0, 0)))
+            assert {d, r} <= {0, *DISPLACE_SHIFTS}
+            moved["d"] += d > 0
+            moved["r"] += r > 0
+            if not sec.startswith("none"):  # the section's crash, d sixteenths after its start
+                crash = [n[0] for n in parts[0].notes if n[2] == 49]
+                pos = np.interp(crash, beats, idx) - (start + d / 4)
+                assert np.min(np.abs(pos)) < 0.1, (sec, start)
+            # the riff's first note: its first non-rest slot, r sixteenths late
+            riff = HEAVY_RIFFS[sec.split("/")[1]]
+            first = next(k for k, c in enumerate(riff) if c != ".") + r
+            gtr = np.interp([n[0] for n in parts[1].notes], beats, idx)
+            assert np.min(np.abs(gtr - (start + first / 4))) < 0.1, (sec, start)
+        pos = np.interp([n[0] for p in parts for n in p.notes], beats, idx)
+        off16 = np.abs(pos * 4 - np.round(pos * 4)) / 4  # still on a sixteenth of the grid
+        assert np.quantile(off16, 0.99) < 0.08
+    assert moved["d"] > 0 and moved["r"] > 0
 
 
 def test_loud_master_compresses_and_stays_in_range():

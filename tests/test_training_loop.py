@@ -243,13 +243,14 @@ def _click_renders(root: Path, prefix: str, splits: tuple[str, ...], bpm: float)
     (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def test_train_beats_adds_a_second_render_folder(tmp_path):
-    """``--extra-renders``: the second folder's train items join training, its valid items the
-    validation set, and the card says so."""
+def test_train_beats_adds_more_render_folders(tmp_path):
+    """``--extra-renders`` (repeatable): each folder's train items join training with its
+    weight, its valid items the validation set, and the card says so."""
     from onbeat.training.tasks import train_beats
 
     _click_renders(tmp_path / "r", "groove", ("train", "train", "valid"), 120.0)
     _click_renders(tmp_path / "h", "heavy", ("train", "valid", "test"), 170.0)
+    _click_renders(tmp_path / "d", "displaced", ("train", "train", "valid"), 150.0)
     cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, crop_frames=200)
     common = dict(
         run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", render_dir=tmp_path / "r",
@@ -262,12 +263,29 @@ def test_train_beats_adds_a_second_render_folder(tmp_path):
 
     common["run_dir"] = tmp_path / "run2"
     train_beats(
-        export_dir=tmp_path / "both", extra_render_dir=tmp_path / "h", extra_weight=3.0, **common
-    )
+        export_dir=tmp_path / "both", extra_render_dirs=(tmp_path / "h",), extra_weights=(3.0,),
+        **common,
+    )  # fmt: skip
     meta = json.loads((tmp_path / "both" / "beats.json").read_text())
     assert f"2 items plus 1 items of {tmp_path / 'h'}" in meta["data"]
-    assert "sampling weight 3.0" in meta["data"] and "valid split 2 items" in meta["data"]
-    assert "--extra-renders" in meta["training_command"]
+    assert "sampling weight 3)" in meta["data"] and "valid split 2 items" in meta["data"]
+    assert f"--extra-renders {tmp_path / 'h'} --extra-weight 3" in meta["training_command"]
+
+    common["run_dir"] = tmp_path / "run3"
+    train_beats(
+        export_dir=tmp_path / "three", extra_render_dirs=(tmp_path / "h", tmp_path / "d"),
+        extra_weights=(3.0, 0.5), **common,
+    )  # fmt: skip
+    meta = json.loads((tmp_path / "three" / "beats.json").read_text())
+    assert f"1 items of {tmp_path / 'h'} (sampling weight 3)" in meta["data"]
+    assert f"2 items of {tmp_path / 'd'} (sampling weight 0.5)" in meta["data"]
+    assert "valid split 3 items" in meta["data"]
+    assert "--extra-weight 3 --extra-weight 0.5" in meta["training_command"]
+    with pytest.raises(ValueError, match="one per folder"):
+        train_beats(
+            export_dir=tmp_path / "y", extra_render_dirs=(tmp_path / "h", tmp_path / "d"),
+            extra_weights=(1.0, 2.0, 3.0), **common,
+        )  # fmt: skip
     # the card's command is the whole recipe, not only the flags that changed the data
     recipe = "--epochs 1 --steps 2 --hidden 4 --crop-frames 200 --layers 1"
     assert recipe in meta["training_command"]
@@ -275,7 +293,7 @@ def test_train_beats_adds_a_second_render_folder(tmp_path):
     empty.mkdir()
     (empty / "manifest.jsonl").write_text("")
     with pytest.raises(FileNotFoundError, match="no rendered train items"):
-        train_beats(export_dir=tmp_path / "x", extra_render_dir=empty, **common)
+        train_beats(export_dir=tmp_path / "x", extra_render_dirs=(empty,), **common)
 
 
 def test_train_beats_adds_frets_on_fire_songs_except_the_held_out(tmp_path):

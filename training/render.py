@@ -15,6 +15,10 @@ Sources (read from ``../shared/data/midi`` or ``--data-root``; research use, nev
   100-180 BPM grid, sections of double-kick, skank, gallop, half-time or blast-beat drums under
   two distorted power-chord guitars (palm-muted chugs, off-beat stabs, open chords) and a bass,
   mastered loud (:func:`loud_master`: compressor and saturation) before the augmentation.
+* ``displaced``: the same generated songs, except that about half of the sections play the
+  drums, the riff or both a sixteenth, an eighth or three sixteenths late while the labels keep
+  the grid (``generate_heavy``'s ``displace_p``), so a model learns to keep the beat through
+  sections that accent the "and".
 
 Each item is a window of at most ``--max-seconds`` (60 s) after a random tempo warp
 (0.85 to 1.2, labels scaled too) and transposition (+-5 semitones; never the drums). Every part
@@ -906,11 +910,31 @@ def _heavy_grid(rng: np.random.Generator, seconds: float) -> tuple[Array, npt.ND
     return beats, bib
 
 
+# Displaced sections (the ``displaced`` set): the band plays a section shifted off the beat by
+# this many sixteenths while the beat labels keep the song's grid, as in metal sections where
+# kick, snare and cymbals all accent the "and" (sectoid_escape / sectoid_war in the FoF songs,
+# BENCHMARKS.md issue 3 "Session 12"). A listener, and a causal model, can only keep the beat
+# there from the sections before it.
+DISPLACE_SHIFTS = (2, 1, 3)  # sixteenths: the "and", the "e", the "a" (an anticipation)
+DISPLACE_SHIFT_WEIGHTS = (0.7, 0.15, 0.15)
+DISPLACE_PARTS = ("all", "drums", "riff")  # what moves; the rest stays on the grid
+DISPLACE_PART_WEIGHTS = (0.5, 0.3, 0.2)
+
+
 def generate_heavy(
-    beats: Array, bib: npt.NDArray[np.int64], rng: np.random.Generator
+    beats: Array,
+    bib: npt.NDArray[np.int64],
+    rng: np.random.Generator,
+    displace_p: float = 0.0,
 ) -> tuple[list[Part], dict[str, Any]]:
     """Drums, two distorted guitars and a bass on a beat grid, in 4- or 8-bar sections that
-    each draw a drum pattern, a riff and a progression; some sections drop the drums."""
+    each draw a drum pattern, a riff and a progression; some sections drop the drums.
+
+    With ``displace_p`` > 0, each section after the first that follows an undisplaced section is
+    displaced with that probability: the drums, the riff (guitars and bass) or both play
+    :data:`DISPLACE_SHIFTS` sixteenths late while the beat grid (the labels) stays. At 0 the
+    random stream, and so every ``heavy`` song, is unchanged.
+    """
     bars = _bars(bib)
     low = int(rng.choice([38, 40, 40, 42]))  # D2, E2, F#2
     jitter = float(rng.uniform(0.002, 0.008))
@@ -924,6 +948,8 @@ def generate_heavy(
     w /= w.sum()
     cym = int(rng.choice([42, 51, 51, 59, 46]))
     sections: list[str] = []
+    starts: list[int] = []  # first beat of each section
+    prev_displaced = False
     b = 0
     while b < len(bars):
         length = int(rng.choice([4, 8]))
@@ -932,16 +958,27 @@ def generate_heavy(
         prog = HEAVY_PROGRESSIONS[int(rng.integers(len(HEAVY_PROGRESSIONS)))]
         no_drums = b > 0 and rng.random() < 0.1
         bass_follows = rng.random() < 0.7
-        sections.append(f"{drum if not no_drums else 'none'}/{riff}")
+        d_drums = d_riff = 0  # sixteenths late
+        if displace_p > 0 and b > 0 and not prev_displaced and rng.random() < displace_p:
+            shift = int(rng.choice(DISPLACE_SHIFTS, p=DISPLACE_SHIFT_WEIGHTS))
+            moved = str(rng.choice(DISPLACE_PARTS, p=DISPLACE_PART_WEIGHTS))
+            d_drums = shift if moved in ("all", "drums") and not no_drums else 0
+            d_riff = shift if moved in ("all", "riff") else 0
+        prev_displaced = bool(d_drums or d_riff)
+        sections.append(
+            f"{drum if not no_drums else 'none'}/{riff}"
+            + (f"/+{d_drums}d{d_riff}r" if prev_displaced else "")
+        )
+        starts.append(bars[b][0])
         for k in range(b, min(b + length, len(bars))):
             s, n = bars[k]
             root = low + prog[(k - b) % len(prog)]
             kick, snare, cyms = HEAVY_DRUMS[drum]
             if not no_drums:
                 if k == b:
-                    drums.append((float(_beat_time(beats, s)), 0.0, 49, 110))
+                    drums.append((float(_beat_time(beats, s + d_drums / 4)), 0.0, 49, 110))
                 for slot in range(4 * n):
-                    pos = s + slot / 4
+                    pos = s + (slot + d_drums) / 4
                     t = float(_beat_time(beats, pos))
                     accent = 12 if slot % 4 == 0 else 0
                     for pat, pitch, vel in ((kick, 36, 95), (snare, 38, 105), (cyms, cym, 75)):
@@ -952,8 +989,10 @@ def generate_heavy(
             for j, slot in enumerate(hits):
                 kind = HEAVY_RIFFS[riff][slot]
                 nxt = hits[j + 1] if j + 1 < len(hits) else 4 * n
-                t_on = float(_beat_time(beats, s + slot / 4))
-                t_end = float(_beat_time(beats, s + (slot + 0.5 if kind == "P" else nxt) / 4))
+                t_on = float(_beat_time(beats, s + (slot + d_riff) / 4))
+                t_end = float(
+                    _beat_time(beats, s + ((slot + 0.5 if kind == "P" else nxt) + d_riff) / 4)
+                )
                 v = int(rng.integers(95, 121) if kind == "O" else rng.integers(70, 95))
                 for p in (root, root + 7, root + 12):
                     gtr.append((t_on, max(t_end, t_on + 0.04), p, v))
@@ -961,8 +1000,8 @@ def generate_heavy(
                     bass.append((t_on, max(t_end, t_on + 0.05), root - 12, v))
             if not bass_follows:
                 for i in range(2 * n):
-                    t_on = float(_beat_time(beats, s + i / 2))
-                    t_end = float(_beat_time(beats, s + i / 2 + 0.45))
+                    t_on = float(_beat_time(beats, s + i / 2 + d_riff / 4))
+                    t_end = float(_beat_time(beats, s + i / 2 + d_riff / 4 + 0.45))
                     bass.append((t_on, t_end, root - 12, int(rng.integers(80, 110))))
         b += length
 
@@ -985,7 +1024,7 @@ def generate_heavy(
             level_db=float(rng.uniform(-5, 0)),
         ),
     ]
-    return parts, {"sections": sections, "low_root": low}
+    return parts, {"sections": sections, "section_beats": starts, "low_root": low}
 
 
 def _heavy_items(root: Path) -> Iterator[Item]:
@@ -1002,6 +1041,27 @@ def _heavy_items(root: Path) -> Iterator[Item]:
             return parts, np.column_stack([beats, bib]), info
 
         yield Item(name, "heavy", name, split_of("heavy", name), build)
+
+
+DISPLACE_P = 0.5
+
+
+def _displaced_items(root: Path) -> Iterator[Item]:
+    """Generated heavy songs (no source data) in which about half of the sections play off the
+    beat (:data:`DISPLACE_SHIFTS`) while the labels keep the grid: ``generate_heavy`` with
+    ``displace_p`` :data:`DISPLACE_P`. Its own names, so its splits are independent of
+    ``heavy``."""
+    del root
+    for k in range(2000):
+        name = f"displaced_{k:04d}"
+
+        def build(rng: np.random.Generator) -> tuple[list[Part], Array, dict[str, Any]]:
+            beats, bib = _heavy_grid(rng, MAX_SECONDS * 1.3)
+            parts, info = generate_heavy(beats, bib, rng, displace_p=DISPLACE_P)
+            info = {"layers": "+".join(p.name for p in parts), "master": "loud", **info}
+            return parts, np.column_stack([beats, bib]), info
+
+        yield Item(name, "displaced", name, split_of("displaced", name), build)
 
 
 def loud_master(
@@ -1038,13 +1098,14 @@ def loud_master(
     return y, info
 
 
-GENERATED_SETS = frozenset({"heavy"})  # need no research data
+GENERATED_SETS = frozenset({"heavy", "displaced"})  # need no research data
 
 SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
     "groove": _groove_items,
     "pop909": _pop909_items,
     "asap": _asap_items,
     "heavy": _heavy_items,
+    "displaced": _displaced_items,
 }
 
 

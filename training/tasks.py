@@ -429,6 +429,17 @@ def downbeat_auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((r - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
 
 
+def _per_folder(values: Sequence[float], n: int, flag: str) -> list[float]:
+    """One value per folder: a single value serves every folder."""
+    if n == 0:
+        return []
+    if len(values) == 1:
+        return [float(values[0])] * n
+    if len(values) != n:
+        raise ValueError(f"{flag}: give one value, or one per folder ({n}), not {len(values)}")
+    return [float(v) for v in values]
+
+
 def train_beats(
     *,
     run_dir: Path,
@@ -444,8 +455,8 @@ def train_beats(
     init: Path | None = None,
     pseudo_dir: Path | None = None,
     pseudo_weight: float = 1.0,
-    extra_render_dir: Path | None = None,
-    extra_weight: float = 1.0,
+    extra_render_dirs: Sequence[Path] = (),
+    extra_weights: Sequence[float] = (1.0,),
     target_delay: int = 0,
     downbeat_gain: float = 0.0,
     fof_dir: Path | None = None,
@@ -463,9 +474,10 @@ def train_beats(
     as ``teacher.*``. ``init`` starts from a ``best.pt`` of the same shape. ``pseudo_dir`` adds
     the pseudo-labelled real recordings of :mod:`onbeat.training.pseudo` (frames outside their
     kept segments are masked), their crop-sampling probability multiplied by ``pseudo_weight``.
-    ``extra_render_dir`` adds the train split of a second render folder (the generated ``heavy``
-    set of :mod:`onbeat.training.render`), sampled with ``extra_weight``; its valid split (at
-    most half of ``max_valid`` again) joins the validation set.
+    ``extra_render_dirs`` add the train splits of more render folders (the generated ``heavy``
+    and ``displaced`` sets of :mod:`onbeat.training.render`), each sampled with its weight in
+    ``extra_weights`` (one weight serves every folder); the valid split of each (at most half of
+    ``max_valid`` again) joins the validation set.
 
     ``fof_dir`` adds the Frets-on-Fire songs (real band mixes with chart beats) except those
     whose names start with one of ``fof_hold_out``, sampled with ``fof_weight``: a
@@ -492,14 +504,17 @@ def train_beats(
         )
     weights = [1.0] * len(tr_items)
     n_extra = 0
-    if extra_render_dir is not None:
-        extra_tr = render_items(extra_render_dir, split="train")
+    extra_w = _per_folder(extra_weights, len(extra_render_dirs), "--extra-weight")
+    extra_notes = []
+    for folder, w in zip(extra_render_dirs, extra_w, strict=True):
+        extra_tr = render_items(folder, split="train")
         if not extra_tr:
-            raise FileNotFoundError(f"no rendered train items in {extra_render_dir}")
-        n_extra = len(extra_tr)
+            raise FileNotFoundError(f"no rendered train items in {folder}")
+        n_extra += len(extra_tr)
+        extra_notes.append(f" plus {len(extra_tr)} items of {folder} (sampling weight {w:g})")
         tr_items = tr_items + extra_tr
-        weights += [extra_weight] * len(extra_tr)
-        va_items = va_items + render_items(extra_render_dir, split="valid")[: max_valid // 2]
+        weights += [w] * len(extra_tr)
+        va_items = va_items + render_items(folder, split="valid")[: max_valid // 2]
     n_renders = len(tr_items)
     if pseudo_dir is not None:
         from onbeat.training.pseudo import pseudo_items
@@ -548,11 +563,7 @@ def train_beats(
         meta = {
             "task": "online beat and downbeat activation (causal LSTM)",
             "data": f"rendered MIDI (Groove, POP909, ASAP) train split, {n_renders - n_extra} items"
-            + (
-                f" plus {n_extra} items of {extra_render_dir} (sampling weight {extra_weight})"
-                if n_extra
-                else ""
-            )
+            + "".join(extra_notes)
             + f"{pseudo_note}"
             + (
                 f" plus {n_fof} Frets-on-Fire songs ({fof_names}; sampling weight {fof_weight:g})"
@@ -573,11 +584,8 @@ def train_beats(
                 if len(config.output_weight) > 1
                 else ""
             )
-            + (
-                f" --extra-renders {extra_render_dir} --extra-weight {extra_weight}"
-                if n_extra
-                else ""
-            )
+            + "".join(f" --extra-renders {d}" for d in extra_render_dirs)
+            + "".join(f" --extra-weight {w:g}" for w in (extra_weights if n_extra else ()))
             + (
                 f" --fof {fof_dir} --fof-weight {fof_weight:g}"
                 + (f" --fof-hold-out {','.join(fof_hold_out)}" if fof_hold_out else "")
@@ -664,8 +672,8 @@ def main_train(
     init: Path | None = None,
     pseudo_dir: Path | None = None,
     pseudo_weight: float = 1.0,
-    extra_renders: Path | None = None,
-    extra_weight: float = 1.0,
+    extra_renders: Sequence[Path] = (),
+    extra_weights: Sequence[float] = (1.0,),
     aug_copies: int = 0,
     aug_kind: str = "full",
     final_from: Path | None = None,
@@ -729,7 +737,7 @@ def main_train(
             run_dir=run_root / "bars",
             export_dir=export_dir,
             cache_dir=cache,
-            render_dirs=[renders] + ([extra_renders] if extra_renders is not None else []),
+            render_dirs=[renders, *extra_renders],
             config=TrainConfig(
                 epochs=epochs,
                 steps_per_epoch=steps,
@@ -791,8 +799,8 @@ def main_train(
             init=init,
             pseudo_dir=pseudo_dir,
             pseudo_weight=pseudo_weight,
-            extra_render_dir=extra_renders,
-            extra_weight=extra_weight,
+            extra_render_dirs=tuple(extra_renders),
+            extra_weights=tuple(extra_weights),
             target_delay=target_delay,
             downbeat_gain=1.0 if downbeat_weight != 1.0 else 0.0,
             fof_dir=fof_dir,
