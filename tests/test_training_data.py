@@ -449,6 +449,43 @@ def test_render_heavy_items_without_source_data(tmp_path):
     _check_rendered(items, tmp_path, 10.0)
 
 
+def test_render_displaced_items_and_their_sections(tmp_path):
+    """The ``displaced`` set renders without research data; the displaced sections recovered
+    from a manifest record sit on the item's own label grid, and training crops never start
+    inside one nor within the lead before it."""
+    from onbeat.training.datasets import FPS
+    from onbeat.training.render import displaced_spans_s
+    from onbeat.training.tasks import DISPLACED_LEAD_S, displaced_crop_starts
+
+    render = _need_renderer(shared=False)
+    out = tmp_path / "displaced"
+    args = ["--out", str(out), "--sets", "displaced", "--max-files", "3", "--max-seconds", "30"]
+    assert render.main(args) == 0
+    items = D.render_items(out)
+    assert len(items) == 3 and {it.set for it in items} == {"displaced"}
+    _check_rendered(items, tmp_path, 30.0)
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    recs = {r["name"]: r for r in map(json.loads, lines)}
+    spans = {it.name: displaced_spans_s(recs[it.name]) for it in items}
+    assert any(spans.values())  # at 30 s, a displaced section in some of three songs
+    for it in items:
+        for a, b in spans[it.name]:
+            assert b > a
+            # section bounds are grid beats of the item (labels), where they fall inside it
+            for t in (a, b):
+                if 0.5 < t < it.beats[-1] - 0.5:
+                    assert np.min(np.abs(it.beats - t)) < 0.005
+    n = [3000] * len(items)
+    starts = displaced_crop_starts(items, n, 500, [out])
+    for it, st in zip(items, starts, strict=True):
+        assert st is not None
+        t = st / FPS
+        for a, b in spans[it.name]:
+            assert not np.any((t >= a - DISPLACED_LEAD_S) & (t < b))
+    other = D.Item("x", tmp_path / "x.flac", np.array([1.0]), None, None, "train", "heavy")
+    assert displaced_crop_starts([other], [3000], 500, [out]) == [None]
+
+
 def test_offbeat_weights_mark_half_beats_and_plain_beats():
     from onbeat.training.loop import offbeat_weights
 

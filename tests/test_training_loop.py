@@ -130,6 +130,24 @@ def test_stop_epoch_ends_early_on_the_full_schedule(tmp_path):
         TrainConfig(epochs=2, stop_epoch=3)
 
 
+def test_crop_starts_limit_where_crops_begin():
+    """``crop_starts``: a sequence's crops start only at its allowed frames; None = anywhere."""
+    ramp = np.arange(300, dtype=np.float32)[:, None].repeat(2, axis=1)
+    data = [(ramp, np.zeros((300, 1), np.float32)), (ramp + 1000, np.zeros((300, 1), np.float32))]
+    rng = np.random.default_rng(1)
+    allowed = np.array([0, 7, 120], dtype=np.int64)
+    x, _, _ = _batch(data, rng, 300, 50, crop_starts=[allowed, None])
+    first = x[:, 0, 0].numpy()
+    mine, other = first[first < 1000], first[first >= 1000] - 1000
+    assert set(mine.astype(int).tolist()) == {0, 7, 120}
+    assert len(set(other.astype(int).tolist())) > 50  # anywhere in 0..250
+    with pytest.raises(ValueError, match="crop_starts"):
+        train(
+            spec=SPEC, train_data=pulse_data(2), valid_data=[], config=CFG, run_dir="unused",
+            score=pulse_score, progress=False, crop_starts=[None],
+        )  # fmt: skip
+
+
 def test_sample_weight_moves_the_crops():
     # two sequences told apart by their features: 0s and 1s
     data = [

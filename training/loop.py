@@ -164,6 +164,7 @@ def _batch(
     context: int = 0,
     offbeat_weight: float = 1.0,
     sample_weight: npt.NDArray[np.float64] | None = None,
+    crop_starts: Sequence[npt.NDArray[np.int64] | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     p = np.array([x.shape[0] for x, _ in data], dtype=np.float64)
     if sample_weight is not None:
@@ -176,7 +177,11 @@ def _batch(
         n = x.shape[0]
         xb = np.zeros((crop, dims), np.float32)
         yb = np.full((crop, outs), -1.0, np.float32)  # -1 = padding, masked
-        s = int(rng.integers(0, max(1, n - crop + 1)))
+        allowed = None if crop_starts is None else crop_starts[i]
+        if allowed is not None and allowed.size:
+            s = int(allowed[rng.integers(allowed.size)])
+        else:
+            s = int(rng.integers(0, max(1, n - crop + 1)))
         m = min(crop, n - s)
         if augment is not None:
             start = max(0, s - context)  # left context so that the augmented crop is exact
@@ -264,6 +269,7 @@ def train(
     make_net: Callable[[LSTMSpec], nn.Module] = CausalLSTM,
     init: str | Path | None = None,
     sample_weight: Sequence[float] | None = None,
+    crop_starts: Sequence[npt.NDArray[np.int64] | None] | None = None,
 ) -> dict[str, float]:
     """Train (or resume) a :class:`CausalLSTM`; returns the best validation metrics.
 
@@ -301,6 +307,9 @@ def train(
     sample_weight : sequence of float, optional
         Per-sequence multiplier of the crop-sampling probability (which is otherwise
         proportional to length), e.g. to oversample a small real-audio set.
+    crop_starts : sequence of int arrays or None, optional
+        Per sequence, the frames a training crop may start at (None or empty: anywhere), e.g.
+        never inside a displaced section, where no causal listener could know the beat yet.
     """
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if config.output_weight and len(config.output_weight) != len(spec.outputs):
@@ -323,6 +332,8 @@ def train(
     sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     if sw is not None and (sw.shape != (len(train_data),) or not np.all(sw > 0)):
         raise ValueError("sample_weight needs one positive weight per training sequence")
+    if crop_starts is not None and len(crop_starts) != len(train_data):
+        raise ValueError("crop_starts needs one entry (or None) per training sequence")
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     rng = np.random.default_rng(config.seed)
@@ -364,6 +375,7 @@ def train(
                 context,
                 config.offbeat_weight,
                 sw,
+                crop_starts,
             )
             loss = _loss(net(x), y, pw, fw * ow)
             opt.zero_grad()

@@ -1046,6 +1046,28 @@ def _heavy_items(root: Path) -> Iterator[Item]:
 DISPLACE_P = 0.5
 
 
+def displaced_spans_s(rec: dict[str, Any]) -> list[tuple[float, float]]:
+    """The displaced sections of a rendered ``displaced`` item, as ``(start_s, end_s)`` in the
+    item's own time (after its window and tempo warp), from its manifest record.
+
+    The source grid is drawn again from the item's seed (the first draw of its build), so no
+    re-render is needed; sections are ``rec["sections"]`` and ``rec["section_beats"]``.
+    """
+    if not rec.get("section_beats"):
+        return []
+    rng = np.random.default_rng(_item_seed(int(rec["seed"]), rec["name"]))
+    beats, _ = _heavy_grid(rng, MAX_SECONDS * 1.3)
+    t0 = float(rec["source_window_s"][0])
+    scale = float(rec["tempo_scale"])
+    starts = [int(b) for b in rec["section_beats"]] + [len(beats) - 1]
+    spans = []
+    for k, sec in enumerate(rec["sections"]):
+        if "/+" in sec:
+            a, b = beats[starts[k]], beats[starts[k + 1]]
+            spans.append((round((a - t0) * scale, 3), round((b - t0) * scale, 3)))
+    return spans
+
+
 def _displaced_items(root: Path) -> Iterator[Item]:
     """Generated heavy songs (no source data) in which about half of the sections play off the
     beat (:data:`DISPLACE_SHIFTS`) while the labels keep the grid: ``generate_heavy`` with

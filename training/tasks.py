@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
 from onbeat.training.augment import GainAugment
 from onbeat.training.datasets import (
@@ -429,6 +430,51 @@ def downbeat_auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((r - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
 
 
+DISPLACED_LEAD_S = 4.0  # a crop starts at least this long before a displaced section
+
+
+def displaced_crop_starts(
+    items: Sequence[Any],
+    n_frames: Sequence[int],
+    crop: int,
+    folders: Sequence[Path],
+    lead_s: float = DISPLACED_LEAD_S,
+) -> list[npt.NDArray[np.int64] | None]:
+    """Where a training crop of each item may start: for items of the ``displaced`` render set,
+    never inside a displaced section nor less than ``lead_s`` before one (the network must have
+    heard the grid the labels keep); None (anywhere) for every other item.
+
+    The sections come from the items' manifest records in ``folders``
+    (:func:`onbeat.training.render.displaced_spans_s`).
+    """
+    from onbeat.training.datasets import FPS
+    from onbeat.training.render import displaced_spans_s
+
+    recs: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        manifest = Path(folder) / "manifest.jsonl"
+        for line in manifest.read_text().splitlines() if manifest.exists() else ():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("set") == "displaced":
+                recs[rec["name"]] = rec
+    out: list[npt.NDArray[np.int64] | None] = []
+    for it, n in zip(items, n_frames, strict=True):
+        rec = recs.get(it.name) if getattr(it, "set", None) == "displaced" else None
+        if rec is None:
+            out.append(None)
+            continue
+        f = np.arange(max(1, n - crop + 1), dtype=np.int64)
+        t = f / FPS
+        ok = np.ones(f.size, dtype=bool)
+        for a, b in displaced_spans_s(rec):
+            ok &= ~((t >= a - lead_s) & (t < b))
+        out.append(f[ok] if ok.any() else np.zeros(1, dtype=np.int64))
+    return out
+
+
 def _per_folder(values: Sequence[float], n: int, flag: str) -> list[float]:
     """One value per folder: a single value serves every folder."""
     if n == 0:
@@ -642,6 +688,9 @@ def train_beats(
         make_net=make_net,
         init=init,
         sample_weight=weights,
+        crop_starts=displaced_crop_starts(
+            tr_items, [x.shape[0] for x, _ in train_data], config.crop_frames, extra_render_dirs
+        ),
     )
 
 
