@@ -12,13 +12,12 @@ is used (equal to the live step to 1e-5); features come from the training cache 
 """
 
 import itertools
-import json
 import sys
 
 import numpy as np
 from onbeat.models.lstm import CausalLSTM
 from onbeat.models.streaming import load_model
-from onbeat.training.datasets import FPS, cached_features, render_items
+from onbeat.training.datasets import FPS, cached_features, manifest_records, render_items
 from onbeat.training.loop import load_init_state, predict
 from onbeat.training.render import displaced_spans_s
 
@@ -32,8 +31,7 @@ def net_of(path):
 
 
 folder = "data/renders_displaced"
-lines = open(f"{folder}/manifest.jsonl").read().splitlines()
-recs = {r["name"]: r for r in map(json.loads, lines)}
+recs = {r["name"]: r for r in manifest_records(folder)}
 items = render_items(folder, split="valid")[:40]
 for path in sys.argv[1:]:
     net = net_of(path)

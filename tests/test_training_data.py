@@ -436,17 +436,23 @@ def test_loud_master_compresses_and_stays_in_range():
     assert info["ratio"] >= 3 and info["drive"] >= 1.2
 
 
+def _render_generated(tmp_path, set_name: str, n: int, seconds: float):
+    """Render ``n`` items of a generated set (no research data) and check them; returns the
+    output folder, the items and their manifest records by name."""
+    render = _need_renderer(shared=False)
+    out = tmp_path / set_name
+    args = ["--out", str(out), "--sets", set_name, "--max-files", str(n)]
+    assert render.main([*args, "--max-seconds", str(seconds)]) == 0
+    items = D.render_items(out)
+    assert len(items) == n and {it.set for it in items} == {set_name}
+    _check_rendered(items, tmp_path, seconds)
+    return out, items, {r["name"]: r for r in D.manifest_records(out)}
+
+
 def test_render_heavy_items_without_source_data(tmp_path):
     """The generated heavy set needs no research data: two items, labels aligned."""
-    render = _need_renderer(shared=False)
-    out = tmp_path / "heavy"
-    args = ["--out", str(out), "--sets", "heavy", "--max-files", "2", "--max-seconds", "10"]
-    assert render.main(args) == 0
-    items = D.render_items(out)
-    assert len(items) == 2 and {it.set for it in items} == {"heavy"}
-    recs = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
-    assert all(r["master"]["ratio"] >= 3 for r in recs)
-    _check_rendered(items, tmp_path, 10.0)
+    _, _, recs = _render_generated(tmp_path, "heavy", 2, 10.0)
+    assert all(r["master"]["ratio"] >= 3 for r in recs.values())
 
 
 def test_render_displaced_items_and_their_sections(tmp_path):
@@ -457,15 +463,7 @@ def test_render_displaced_items_and_their_sections(tmp_path):
     from onbeat.training.render import displaced_spans_s
     from onbeat.training.tasks import DISPLACED_LEAD_S, displaced_crop_starts
 
-    render = _need_renderer(shared=False)
-    out = tmp_path / "displaced"
-    args = ["--out", str(out), "--sets", "displaced", "--max-files", "3", "--max-seconds", "30"]
-    assert render.main(args) == 0
-    items = D.render_items(out)
-    assert len(items) == 3 and {it.set for it in items} == {"displaced"}
-    _check_rendered(items, tmp_path, 30.0)
-    lines = (out / "manifest.jsonl").read_text().splitlines()
-    recs = {r["name"]: r for r in map(json.loads, lines)}
+    out, items, recs = _render_generated(tmp_path, "displaced", 3, 30.0)
     spans = {it.name: displaced_spans_s(recs[it.name]) for it in items}
     assert any(spans.values())  # at 30 s, a displaced section in some of three songs
     for it in items:

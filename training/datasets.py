@@ -127,6 +127,20 @@ def read_beats(path: str | Path) -> tuple[F64, F64]:
 # Loaders
 
 
+def manifest_records(root: str | Path) -> Iterator[dict[str, Any]]:
+    """The records of ``ROOT/manifest.jsonl``, first of each name, skipping lines cut short by
+    a stopped run."""
+    seen: set[str] = set()
+    for line in (Path(root) / "manifest.jsonl").read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec["name"] not in seen:
+            seen.add(rec["name"])
+            yield rec
+
+
 def render_items(
     root: str | Path = "data/renders",
     split: str | Sequence[str] | None = None,
@@ -137,15 +151,7 @@ def render_items(
     splits = {split} if isinstance(split, str) else (set(split) if split else None)
     wanted = set(sets) if sets else None
     out = []
-    seen: set[str] = set()
-    for line in (root / "manifest.jsonl").read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a stopped run
-        if rec["name"] in seen:
-            continue
-        seen.add(rec["name"])
+    for rec in manifest_records(root):
         if splits is not None and rec["split"] not in splits:
             continue
         if wanted is not None and rec["set"] not in wanted:

@@ -1027,22 +1027,29 @@ def generate_heavy(
     return parts, {"sections": sections, "section_beats": starts, "low_root": low}
 
 
-def _heavy_items(root: Path) -> Iterator[Item]:
-    """Generated songs (no source data): :func:`generate_heavy` on :func:`_heavy_grid`,
-    mastered loud (:func:`loud_master`)."""
-    del root
-    for k in range(2000):
-        name = f"heavy_{k:04d}"
+def _generated_heavy(set_name: str, displace_p: float) -> Callable[[Path], Iterator[Item]]:
+    """The items of a generated set (no source data): :func:`generate_heavy` with
+    ``displace_p`` on :func:`_heavy_grid`, mastered loud (:func:`loud_master`), named
+    ``SET_NNNN`` so each set has its own splits."""
 
-        def build(rng: np.random.Generator) -> tuple[list[Part], Array, dict[str, Any]]:
-            beats, bib = _heavy_grid(rng, MAX_SECONDS * 1.3)
-            parts, info = generate_heavy(beats, bib, rng)
-            info = {"layers": "+".join(p.name for p in parts), "master": "loud", **info}
-            return parts, np.column_stack([beats, bib]), info
+    def items(root: Path) -> Iterator[Item]:
+        del root
+        for k in range(2000):
+            name = f"{set_name}_{k:04d}"
 
-        yield Item(name, "heavy", name, split_of("heavy", name), build)
+            def build(rng: np.random.Generator) -> tuple[list[Part], Array, dict[str, Any]]:
+                beats, bib = _heavy_grid(rng, MAX_SECONDS * 1.3)
+                parts, info = generate_heavy(beats, bib, rng, displace_p=displace_p)
+                info = {"layers": "+".join(p.name for p in parts), "master": "loud", **info}
+                return parts, np.column_stack([beats, bib]), info
+
+            yield Item(name, set_name, name, split_of(set_name, name), build)
+
+    return items
 
 
+# ``displaced``: about half of the sections play off the beat (DISPLACE_SHIFTS) while the labels
+# keep the grid
 DISPLACE_P = 0.5
 
 
@@ -1066,24 +1073,6 @@ def displaced_spans_s(rec: dict[str, Any]) -> list[tuple[float, float]]:
             a, b = beats[starts[k]], beats[starts[k + 1]]
             spans.append((round((a - t0) * scale, 3), round((b - t0) * scale, 3)))
     return spans
-
-
-def _displaced_items(root: Path) -> Iterator[Item]:
-    """Generated heavy songs (no source data) in which about half of the sections play off the
-    beat (:data:`DISPLACE_SHIFTS`) while the labels keep the grid: ``generate_heavy`` with
-    ``displace_p`` :data:`DISPLACE_P`. Its own names, so its splits are independent of
-    ``heavy``."""
-    del root
-    for k in range(2000):
-        name = f"displaced_{k:04d}"
-
-        def build(rng: np.random.Generator) -> tuple[list[Part], Array, dict[str, Any]]:
-            beats, bib = _heavy_grid(rng, MAX_SECONDS * 1.3)
-            parts, info = generate_heavy(beats, bib, rng, displace_p=DISPLACE_P)
-            info = {"layers": "+".join(p.name for p in parts), "master": "loud", **info}
-            return parts, np.column_stack([beats, bib]), info
-
-        yield Item(name, "displaced", name, split_of("displaced", name), build)
 
 
 def loud_master(
@@ -1126,8 +1115,8 @@ SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
     "groove": _groove_items,
     "pop909": _pop909_items,
     "asap": _asap_items,
-    "heavy": _heavy_items,
-    "displaced": _displaced_items,
+    "heavy": _generated_heavy("heavy", 0.0),
+    "displaced": _generated_heavy("displaced", DISPLACE_P),
 }
 
 

@@ -447,22 +447,18 @@ def displaced_crop_starts(
     The sections come from the items' manifest records in ``folders``
     (:func:`onbeat.training.render.displaced_spans_s`).
     """
-    from onbeat.training.datasets import FPS
+    from onbeat.training.datasets import FPS, manifest_records
     from onbeat.training.render import displaced_spans_s
 
-    recs: dict[str, dict[str, Any]] = {}
-    for folder in folders:
-        manifest = Path(folder) / "manifest.jsonl"
-        for line in manifest.read_text().splitlines() if manifest.exists() else ():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if rec.get("set") == "displaced":
-                recs[rec["name"]] = rec
+    recs = {
+        rec["name"]: rec
+        for folder in folders
+        for rec in manifest_records(folder)
+        if rec["set"] == "displaced"
+    }
     out: list[npt.NDArray[np.int64] | None] = []
     for it, n in zip(items, n_frames, strict=True):
-        rec = recs.get(it.name) if getattr(it, "set", None) == "displaced" else None
+        rec = recs.get(it.name) if it.set == "displaced" else None
         if rec is None:
             out.append(None)
             continue
