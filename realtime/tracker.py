@@ -145,9 +145,9 @@ class TrackerConfig:
     transition_lambda: float = 100.0
     observation_lambda: float = 16.0
     beat_width_s: float = 0.02
-    miss_prob: float = 0.1
+    miss_prob: float = 0.25
     absence_weight: float = 3.0
-    restart_prob: float = 1e-5
+    restart_prob: float = 1e-6
     prior_lo_bpm: float = 80.0
     prior_hi_bpm: float = 160.0
     prior_width_octaves: float = 0.5

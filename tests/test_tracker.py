@@ -314,6 +314,32 @@ def test_tempo_step_relocks_within_2s():
     assert max(relock) <= 2.0
 
 
+@pytest.mark.parametrize(("bpm1", "bpm2"), [(120.0, 87.0), (128.0, 174.0), (140.0, 100.0)])
+def test_song_change_relocks(bpm1, bpm2):
+    """A DJ's next song (another tempo, another phase, a 1 s gap) is found again within 4.5 s:
+    the filter must not trust the old song so much that it cannot leave it (``restart_prob``
+    1e-7 took up to 5 s here; 1e-6 and 1e-5 up to 4.1 s, first of 4 correct beats)."""
+    relock = []
+    for seed in range(3):
+        r1 = beat_grid(bpm1, 20.0, start_s=0.5037 + 0.011 * seed)
+        t0 = 21.0
+        r2 = t0 + 0.123 + beat_grid(bpm2, 20.0, start_s=0.0)
+        act = np.concatenate(
+            [
+                synth(r1, 20.0, seed=seed),
+                np.full((int(FPS), 2), 0.01),
+                synth(r2 - t0, 20.0, seed=seed + 10),
+            ]
+        )
+        beats, _, _ = run(make(), act)
+        det = times(beats)
+        relock.append(lock_time(det[det > t0], r2) - t0)
+        late = [e.bpm for e in beats if e.time_s > t0 + 8.0]
+        assert abs(np.median(late) / bpm2 - 1.0) < 0.01
+    report(f"song change {bpm1:.0f}->{bpm2:.0f} BPM after 1 s: re-lock {np.round(relock, 2)} s")
+    assert max(relock) <= 4.5
+
+
 def test_break_keeps_the_grid_running():
     counts, confs = [], []
     for seed in range(3):
