@@ -15,26 +15,17 @@ import itertools
 import sys
 
 import numpy as np
-from onbeat.models.lstm import CausalLSTM
+from onbeat.models.lstm import torch_from_arrays
 from onbeat.models.streaming import load_model
 from onbeat.training.datasets import FPS, cached_features, manifest_records, render_items
-from onbeat.training.loop import load_init_state, predict
+from onbeat.training.loop import predict
 from onbeat.training.render import displaced_spans_s
-
-
-def net_of(path):
-    spec, _, _ = load_model(path)
-    net = CausalLSTM(spec)
-    net.load_state_dict(load_init_state(path))
-    net.eval()
-    return net
-
 
 folder = "data/renders_displaced"
 recs = {r["name"]: r for r in manifest_records(folder)}
 items = render_items(folder, split="valid")[:40]
 for path in sys.argv[1:]:
-    net = net_of(path)
+    net = torch_from_arrays(*load_model(path)[:2]).eval()
     acc = {}
     for it in items:
         x = cached_features(it.audio, "data/cache", None)

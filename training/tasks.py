@@ -31,6 +31,7 @@ import numpy.typing as npt
 from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
 from onbeat.training.augment import GainAugment
 from onbeat.training.datasets import (
+    Item,
     augmented_items,
     bock_items,
     feature_extractor,
@@ -434,7 +435,7 @@ DISPLACED_LEAD_S = 4.0  # a crop starts at least this long before a displaced se
 
 
 def displaced_crop_starts(
-    items: Sequence[Any],
+    items: Sequence[Item],
     n_frames: Sequence[int],
     crop: int,
     folders: Sequence[Path],
