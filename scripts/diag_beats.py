@@ -7,6 +7,7 @@ per-song numbers (F, CMLt, AMLt, lock time, timing error, tempo ratio).
 
     python scripts/diag_beats.py --set fof [--max-files N] [--out runs/diag] [--force]
     python scripts/diag_beats.py --set renders-test --max-files 12
+    python scripts/diag_beats.py --set renders-valid --max-files 120
 
 Runs in onbeat's venv; the madmom half runs in a subprocess in ``.venv-anchors`` (this same
 file, ``--madmom-worker``). madmom's models are non-commercial: diagnosis only, never use its
@@ -234,17 +235,15 @@ def metrics(ref: np.ndarray, det_list: list[float]) -> dict:
 
 
 def load_set(name: str, max_files: int | None) -> list:
-    from onbeat.training.datasets import fof_items, render_items
+    """FoF or any render set by name, through the benchmark's own loaders."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_beats as bb
 
     if name == "fof":
-        its = fof_items(ROOT / "data" / "fof")
-    elif name == "renders-test":
-        its = [
-            i for i in render_items(ROOT / "data" / "renders", split="test") if i.beats is not None
-        ]
-    else:
-        raise SystemExit(f"unknown set {name!r}")
-    return its[:max_files]
+        return bb.fof_set(max_files)
+    if (rendered := bb.named_render_set(name, max_files)) is not None:
+        return rendered
+    raise SystemExit(f"unknown set {name!r} (fof, {', '.join(bb.RENDER_SETS)})")
 
 
 ROWS = (
@@ -272,7 +271,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--set", default="fof", choices=("fof", "renders-test"))
+    ap.add_argument("--set", default="fof", help="fof or a render set (bench_beats.RENDER_SETS)")
     ap.add_argument("--max-files", type=int, default=None)
     ap.add_argument("--out", default=str(ROOT / "runs" / "diag"))
     ap.add_argument("--force", action="store_true", help="recompute cached activations")
