@@ -75,3 +75,14 @@ def test_live_path_never_imports_torch():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_every_shipped_weight_file_is_small_and_has_a_card():
+    """Issue 3: committed weights stay under 2 MB each, each with its model card."""
+    from onbeat.models.registry import WEIGHTS_DIR
+
+    files = sorted(WEIGHTS_DIR.glob("*.safetensors"))
+    assert {f.stem for f in files} >= {"onsets", "beats", "bars", "tags"}
+    for f in files:
+        assert f.stat().st_size < 2_000_000, f"{f.name} is {f.stat().st_size} bytes"
+        assert f.with_suffix(".md").exists(), f"{f.name} has no model card"
