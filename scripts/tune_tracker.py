@@ -17,7 +17,8 @@ silence.
 
 A key that starts with ``_`` sets a module constant of ``realtime/tracker.py`` instead (those
 read in Python, not inside a numba kernel), e.g. ``--grid _DB_CONTRAST=1,1.5,3``. A tuple
-setting takes ``/`` between its items: ``--grid beats_per_bar=4,3/4``.
+setting takes ``/`` between its items: ``--grid beats_per_bar=4,3/4``. A set that mixes families
+(the renders: groove, asap, pop909) also gets its beat F per family, by the items' name prefix.
 
 Choose settings on ``renders-valid``, ``heavy-valid`` and ``synthetic`` (development sets);
 FoF, ``renders-test`` and ``heavy-test`` are evaluation sets: ``--sets fof`` reports them, and a
@@ -150,6 +151,7 @@ def main() -> None:
             caps[it.name] = capture(it, args.cache / set_name)
         for kw in settings:
             rows, extras = [], {}
+            by_family: dict[str, list[float]] = {}
             same = True
             consts = {k: v for k, v in kw.items() if k.startswith("_")}
             fields = {k: v for k, v in kw.items() if not k.startswith("_")}
@@ -173,6 +175,7 @@ def main() -> None:
                     )
                 if "f" in sc:
                     rows.append((sc["f"], sc["cmlt"], sc["amlt"], sc.get("db_f", np.nan)))
+                    by_family.setdefault(it.name.split("_")[0], []).append(sc["f"])
             for k, v in saved.items():
                 setattr(tracker_mod, k, v)
             m = np.nanmean(np.array(rows, dtype=np.float64), axis=0)
@@ -185,6 +188,8 @@ def main() -> None:
                 "db_f": m[3],
             }
             res.update(extras)
+            if len(by_family) > 1:  # e.g. renders: groove / asap / pop909
+                res["f_by_family"] = {k: float(np.mean(v)) for k, v in sorted(by_family.items())}
             if not kw:
                 res["replay_equals_live"] = same
                 extras["replay==live"] = same
@@ -197,6 +202,11 @@ def main() -> None:
                 f"DB-F {m[3]:.3f} {ex}",
                 flush=True,
             )
+            if "f_by_family" in res:
+                fams = ", ".join(
+                    f"{k} {v:.3f} ({len(by_family[k])})" for k, v in res["f_by_family"].items()
+                )
+                print(f"{'':14s}   F by family: {fams}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float))
 
