@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Per-family split of a ``diag_beats.py`` run: each activation through each tracker (issue 3).
+
+Reads the per-file output that ``scripts/diag_beats.py --set SET --out DIR`` leaves in
+``DIR/SET/<item>/`` (``beats.json``, ``madmom_act.npy``, ``onbeat_act.npy``) and, for the items
+whose name starts with ``--family`` (renders: ``asap``, ``groove``, ``pop909``), prints per
+system the mean beat F, the median number of beats per reference beat (the metrical level), and
+the share of reference beats after 5 s with a detection within 70 ms (a recall). madmom's
+activation is also replayed through onbeat's tracker shifted 0-3 frames earlier, to take out
+the cross-feed dating offset (see diag_beats.py).
+
+    python scripts/diag_beats.py --set renders-valid --max-files 120 --out runs/s17/diag
+    python scripts/diag_families.py --diag runs/s17/diag --set renders-valid --max-files 120 \\
+        --family asap
+
+Diagnosis only: madmom's models are non-commercial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def beat_f(ref: np.ndarray, det: np.ndarray) -> float:
+    import mir_eval
+
+    return float(
+        mir_eval.beat.f_measure(mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(det))
+    )
+
+
+def within(ref: np.ndarray, det: np.ndarray, tol_s: float = 0.07, skip_s: float = 5.0) -> float:
+    """Share of reference beats after ``skip_s`` with a detection within ``tol_s``."""
+    ref = ref[ref >= skip_s]
+    if det.size == 0 or ref.size == 0:
+        return 0.0
+    return float(np.mean(np.min(np.abs(det[None, :] - ref[:, None]), axis=1) <= tol_s))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--diag", type=Path, default=ROOT / "runs" / "diag")
+    ap.add_argument("--set", default="renders-valid")
+    ap.add_argument("--max-files", type=int, default=None)
+    ap.add_argument("--family", default="asap", help="item-name prefix")
+    args = ap.parse_args()
+
+    from diag_beats import load_set, run_tracker
+    from onbeat.realtime.config import OnbeatConfig
+    from onbeat.realtime.stages import StreamContext
+
+    items = [i for i in load_set(args.set, args.max_files) if i.name.startswith(args.family)]
+    if not items:
+        raise SystemExit(f"no {args.family!r} items in {args.set}")
+    sr, hop = 44100, 441
+    base = OnbeatConfig().tracker
+    cfg = dataclasses.replace(base, input_latency_s=base.input_latency_s + hop / sr)
+    ctx = StreamContext(sample_rate_hz=sr, hop_size=hop)
+    systems = {
+        "madmom + madmom DBN": "madmom+madmom",
+        "onbeat + onbeat (live)": "live",
+        "onbeat + madmom DBN": "onbeat+madmom",
+    }
+    rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in systems}
+    for s in range(4):
+        rows[f"madmom + onbeat, {s} frames earlier"] = []
+    for it in items:
+        d = args.diag / args.set / it.name
+        dets = json.loads((d / "beats.json").read_text())
+        ref = np.asarray(it.beats, dtype=np.float64)
+        for label, key in systems.items():
+            det = np.asarray(dets[key], dtype=np.float64)
+            rows[label].append((beat_f(ref, det), det.size / max(ref.size, 1), within(ref, det)))
+        mm = np.load(d / "madmom_act.npy").astype(np.float64).ravel()
+        silent = np.load(d / "onbeat_act.npy")[:, 2] > 0.5
+        for s in range(4):
+            a = mm[s:]
+            sil = np.zeros(a.size, bool)
+            n = min(a.size, silent.size)
+            sil[:n] = silent[:n]
+            det = np.asarray(run_tracker(cfg, ctx, hop, a, np.zeros(a.size), sil))
+            rows[f"madmom + onbeat, {s} frames earlier"].append(
+                (beat_f(ref, det), det.size / max(ref.size, 1), within(ref, det))
+            )
+    print(f"## {args.set}, family {args.family}: {len(items)} files\n")
+    print("| activation + tracker | beat F | beats / reference beats (median) | within ±70 ms |")
+    print("|---|---|---|---|")
+    for label, v in rows.items():
+        a = np.asarray(v)
+        print(
+            f"| {label} | {a[:, 0].mean():.3f} | {np.median(a[:, 1]):.2f} | {a[:, 2].mean():.1%} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
