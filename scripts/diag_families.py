@@ -19,7 +19,6 @@ Diagnosis only: madmom's models are non-commercial.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -29,14 +28,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-
-
-def beat_f(ref: np.ndarray, det: np.ndarray) -> float:
-    import mir_eval
-
-    return float(
-        mir_eval.beat.f_measure(mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(det))
-    )
 
 
 def within(ref: np.ndarray, det: np.ndarray, tol_s: float = 0.07, skip_s: float = 5.0) -> float:
@@ -57,17 +48,14 @@ def main() -> None:
     ap.add_argument("--family", default="asap", help="item-name prefix")
     args = ap.parse_args()
 
-    from diag_beats import load_set, run_tracker
+    from diag_beats import load_set, metrics
     from onbeat.realtime.config import OnbeatConfig
-    from onbeat.realtime.stages import StreamContext
+    from tune_tracker import replay
 
     items = [i for i in load_set(args.set, args.max_files) if i.name.startswith(args.family)]
     if not items:
         raise SystemExit(f"no {args.family!r} items in {args.set}")
-    sr, hop = 44100, 441
     base = OnbeatConfig().tracker
-    cfg = dataclasses.replace(base, input_latency_s=base.input_latency_s + hop / sr)
-    ctx = StreamContext(sample_rate_hz=sr, hop_size=hop)
     systems = {
         "madmom + madmom DBN": "madmom+madmom",
         "onbeat + onbeat (live)": "live",
@@ -76,13 +64,17 @@ def main() -> None:
     rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in systems}
     for s in range(4):
         rows[f"madmom + onbeat, {s} frames earlier"] = []
+
+    def row(ref: np.ndarray, det: np.ndarray) -> tuple[float, float, float]:
+        m = metrics(ref, list(det))
+        return m["f"], m["n_ratio"], within(ref, det)
+
     for it in items:
         d = args.diag / args.set / it.name
         dets = json.loads((d / "beats.json").read_text())
         ref = np.asarray(it.beats, dtype=np.float64)
         for label, key in systems.items():
-            det = np.asarray(dets[key], dtype=np.float64)
-            rows[label].append((beat_f(ref, det), det.size / max(ref.size, 1), within(ref, det)))
+            rows[label].append(row(ref, np.asarray(dets[key], dtype=np.float64)))
         mm = np.load(d / "madmom_act.npy").astype(np.float64).ravel()
         silent = np.load(d / "onbeat_act.npy")[:, 2] > 0.5
         for s in range(4):
@@ -90,10 +82,9 @@ def main() -> None:
             sil = np.zeros(a.size, bool)
             n = min(a.size, silent.size)
             sil[:n] = silent[:n]
-            det = np.asarray(run_tracker(cfg, ctx, hop, a, np.zeros(a.size), sil))
-            rows[f"madmom + onbeat, {s} frames earlier"].append(
-                (beat_f(ref, det), det.size / max(ref.size, 1), within(ref, det))
-            )
+            # the live run's analysis rate: 44.1 kHz, 441-sample hop (100 frames/s)
+            cap = {"act": a, "db": np.zeros(a.size), "silent": sil, "sr": 44100, "hop": 441}
+            rows[f"madmom + onbeat, {s} frames earlier"].append(row(ref, replay(cap, base)))
     print(f"## {args.set}, family {args.family}: {len(items)} files\n")
     print("| activation + tracker | beat F | beats / reference beats (median) | within ±70 ms |")
     print("|---|---|---|---|")
