@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="beats: loss weight of half-beat frames and of beats that are not downbeats",
     )
     p.add_argument(
+        "--onset-weight",
+        type=float,
+        default=1.0,
+        help="beats: loss weight of labelled note onsets that are not beats (renders)",
+    )
+    p.add_argument(
         "--downbeat-weight",
         type=float,
         default=1.0,
@@ -642,6 +648,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             cv_steps=args.cv_steps,
             folds=args.folds,
             offbeat_weight=args.offbeat_weight,
+            onset_weight=args.onset_weight,
             downbeat_weight=args.downbeat_weight,
             mixup=args.mixup,
             renders=args.renders,

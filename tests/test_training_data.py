@@ -504,6 +504,41 @@ def test_offbeat_weights_mark_half_beats_and_plain_beats():
     assert np.all(offbeat_weights(y, 1.0) == 1.0)  # off: every frame alike
 
 
+def test_nonbeat_onsets_mark_the_notes_between_beats():
+    """Note onsets farther than 50 ms from every beat are marked with their two neighbours;
+    onsets on (or near) a beat are not; an item without onset or beat labels gets None."""
+    beats = np.array([0.5, 1.0, 1.5])
+    onsets = np.array([0.5, 0.75, 1.02, 1.26, 1.5, 2.9, 9.0])  # 9 s: past the last frame
+    m = D.nonbeat_onsets(onsets, beats, 300)
+    assert m is not None and m.dtype == bool and m.shape == (300,)
+    assert np.flatnonzero(m).tolist() == [74, 75, 76, 125, 126, 127, 289, 290, 291]
+    assert D.nonbeat_onsets(None, beats, 300) is None
+    assert D.nonbeat_onsets(onsets, None, 300) is None
+    assert D.nonbeat_onsets(onsets, np.array([1.0]), 300)[50]  # one beat: 0.5 s is 0.5 s away
+
+
+def test_onset_weight_stresses_the_marked_negatives_only():
+    """``_batch`` gives the marked frames ``onset_weight`` in the beat output, except where the
+    target is not a plain negative (a beat, its widened neighbours, padding)."""
+    from onbeat.training.loop import _batch
+
+    n = 100
+    y = D.beat_targets(np.array([0.2, 0.6]), None, n)
+    marks = np.zeros(n, dtype=bool)
+    marks[[10, 20, 21, 40]] = True  # 20 is a beat, 21 its widened neighbour
+    x = np.zeros((n, 3), np.float32)
+    rng = np.random.default_rng(0)
+    _, _, w = _batch([(x, y)], rng, 2, n, onset_marks=[marks], onset_weight=6.0)
+    w0 = w[0, :, 0].numpy()
+    assert w0[10] == 6.0 and w0[40] == 6.0
+    assert w0[20] == 1.0 and w0[21] == 1.0
+    assert np.count_nonzero(w0 == 6.0) == 2
+    _, _, w1 = _batch([(x, y)], rng, 2, n, onset_marks=[marks], onset_weight=1.0)
+    assert np.all(w1.numpy()[:, :, 0] == 1.0)  # weight 1: off
+    _, _, w2 = _batch([(x, y)], rng, 2, n, onset_marks=[None], onset_weight=6.0)
+    assert np.all(w2.numpy()[:, :, 0] == 1.0)  # no marks for that item
+
+
 def test_mask_outside_keeps_only_the_segments():
     y = np.zeros((300, 2), np.float32)
     y[50, 0] = 1.0

@@ -148,6 +148,18 @@ def test_crop_starts_limit_where_crops_begin():
         )  # fmt: skip
 
 
+def test_onset_marks_must_match_the_sequences():
+    data = pulse_data(2)
+    for marks in ([None], [np.zeros(10, bool), None]):
+        with pytest.raises(ValueError, match="onset_marks"):
+            train(
+                spec=SPEC, train_data=data, valid_data=[], config=CFG, run_dir="unused",
+                score=pulse_score, progress=False, onset_marks=marks,
+            )  # fmt: skip
+    with pytest.raises(ValueError, match="onset_weight"):
+        TrainConfig(onset_weight=0.0)
+
+
 def test_sample_weight_moves_the_crops():
     # two sequences told apart by their features: 0s and 1s
     data = [

@@ -496,6 +496,39 @@ def beat_targets(
     return np.stack(cols, axis=1)
 
 
+def nonbeat_onsets(
+    onsets: npt.ArrayLike | None,
+    beats: npt.ArrayLike | None,
+    n_frames: int,
+    *,
+    fps: float = FPS,
+    tolerance_s: float = 0.05,
+    delay: float = 0.0,
+) -> npt.NDArray[np.bool_] | None:
+    """Frames of the note onsets that are not beats: each labelled onset farther than
+    ``tolerance_s`` from every beat, with its two neighbouring frames (the ``widen`` of
+    :func:`event_targets`). None when the item has no onset or no beat labels.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_frames,), or None
+    """
+    if onsets is None or beats is None:
+        return None
+    on = np.asarray(onsets, dtype=np.float64)
+    bt = np.sort(np.asarray(beats, dtype=np.float64))
+    if on.size == 0 or bt.size == 0:
+        return None
+    j = np.clip(np.searchsorted(bt, on), 1, bt.size - 1) if bt.size > 1 else np.zeros_like(on, int)
+    near = np.minimum(np.abs(on - bt[j]), np.abs(on - bt[np.maximum(j - 1, 0)]))
+    idx = time_to_frame(on[near > tolerance_s], fps, delay)
+    out = np.zeros(n_frames, dtype=bool)
+    for d in (-1, 0, 1):
+        k = idx + d
+        out[k[(k >= 0) & (k < n_frames)]] = True
+    return out
+
+
 def mask_outside(y: F32, keep: npt.ArrayLike, fps: float = FPS) -> F32:
     """Targets ``y`` with every frame outside the ``keep`` segments (seconds) set to -1."""
     inside = np.zeros(y.shape[0], dtype=bool)

@@ -56,6 +56,11 @@ class TrainConfig:
         a beat tracker must not confuse with the positives, the half-beat positions (the middle
         frame between two beats and its neighbours) for output 0 and the beats that are not
         downbeats for output 1. 1 weighs them like every other negative frame.
+    onset_weight : float
+        Beat tasks: weight of the note onsets that are not beats (output 0), the frames that
+        :func:`train`'s ``onset_marks`` mark (:func:`onbeat.training.datasets.nonbeat_onsets`).
+        On busy piano a network that fires on every note cannot tell the tracker which notes
+        carry the beat; this stresses exactly those negatives. 1 weighs them like the rest.
     output_weight : tuple of float
         Loss multiplier per output (empty: 1 for every output), e.g. ``(1, 4)`` makes the
         downbeat output of a beat model count four times as much as the beat output.
@@ -75,6 +80,7 @@ class TrainConfig:
     lr: float = 2e-3
     pos_weight: tuple[float, ...] = (4.0,)
     offbeat_weight: float = 1.0
+    onset_weight: float = 1.0
     output_weight: tuple[float, ...] = ()
     seed: int = 0
     grad_clip: float = 1.0
@@ -89,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"stop_epoch = {self.stop_epoch} must be in [0, epochs]")
         if not 0.0 < self.offbeat_weight <= 100.0:
             raise ValueError(f"offbeat_weight = {self.offbeat_weight} must be in (0, 100]")
+        if not 0.0 < self.onset_weight <= 100.0:
+            raise ValueError(f"onset_weight = {self.onset_weight} must be in (0, 100]")
         if any(not 0.0 < w <= 100.0 for w in self.output_weight):
             raise ValueError(f"output_weight = {self.output_weight}: each must be in (0, 100]")
 
@@ -165,6 +173,8 @@ def _batch(
     offbeat_weight: float = 1.0,
     sample_weight: npt.NDArray[np.float64] | None = None,
     crop_starts: Sequence[npt.NDArray[np.int64] | None] | None = None,
+    onset_marks: Sequence[npt.NDArray[np.bool_] | None] | None = None,
+    onset_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     p = np.array([x.shape[0] for x, _ in data], dtype=np.float64)
     if sample_weight is not None:
@@ -191,7 +201,14 @@ def _batch(
         yb[:m] = y[s : s + m]
         xs.append(xb)
         ys.append(yb)
-        ws.append(offbeat_weights(yb, offbeat_weight))
+        wb = offbeat_weights(yb, offbeat_weight)
+        marks = None if onset_marks is None else onset_marks[i]
+        if marks is not None and onset_weight != 1.0:
+            mb = np.zeros(crop, dtype=bool)
+            mb[:m] = marks[s : s + m]
+            mb &= yb[:, 0] == 0.0  # only true negatives (not a beat, its neighbours or padding)
+            wb[mb, 0] = np.maximum(wb[mb, 0], np.float32(onset_weight))
+        ws.append(wb)
     return (
         torch.from_numpy(np.stack(xs)),
         torch.from_numpy(np.stack(ys)),
@@ -270,6 +287,7 @@ def train(
     init: str | Path | None = None,
     sample_weight: Sequence[float] | None = None,
     crop_starts: Sequence[npt.NDArray[np.int64] | None] | None = None,
+    onset_marks: Sequence[npt.NDArray[np.bool_] | None] | None = None,
 ) -> dict[str, float]:
     """Train (or resume) a :class:`CausalLSTM`; returns the best validation metrics.
 
@@ -310,6 +328,9 @@ def train(
     crop_starts : sequence of int arrays or None, optional
         Per sequence, the frames a training crop may start at (None or empty: anywhere), e.g.
         never inside a displaced section, where no causal listener could know the beat yet.
+    onset_marks : sequence of bool arrays or None, optional
+        Per sequence, one flag per frame: the note onsets that are not beats, weighted
+        ``config.onset_weight`` in output 0 (None: no marks for that sequence).
     """
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if config.output_weight and len(config.output_weight) != len(spec.outputs):
@@ -334,6 +355,12 @@ def train(
         raise ValueError("sample_weight needs one positive weight per training sequence")
     if crop_starts is not None and len(crop_starts) != len(train_data):
         raise ValueError("crop_starts needs one entry (or None) per training sequence")
+    if onset_marks is not None:
+        if len(onset_marks) != len(train_data):
+            raise ValueError("onset_marks needs one entry (or None) per training sequence")
+        for (xm, _), mk in zip(train_data, onset_marks, strict=True):
+            if mk is not None and mk.shape != (xm.shape[0],):
+                raise ValueError("each onset_marks entry needs one flag per frame of its sequence")
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     rng = np.random.default_rng(config.seed)
@@ -376,6 +403,8 @@ def train(
                 config.offbeat_weight,
                 sw,
                 crop_starts,
+                onset_marks,
+                config.onset_weight,
             )
             loss = _loss(net(x), y, pw, fw * ow)
             opt.zero_grad()

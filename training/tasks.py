@@ -36,6 +36,7 @@ from onbeat.training.datasets import (
     bock_items,
     feature_extractor,
     feature_key,
+    nonbeat_onsets,
     pairs,
     render_items,
 )
@@ -618,6 +619,7 @@ def train_beats(
             f"{config.steps_per_epoch} --hidden {hidden} --crop-frames {config.crop_frames}"
             + (f" --layers {layers}" if layers != 2 else "")
             + (f" --offbeat-weight {config.offbeat_weight:g}" if config.offbeat_weight != 1 else "")
+            + (f" --onset-weight {config.onset_weight:g}" if config.onset_weight != 1 else "")
             + (f" --lr {config.lr:g}" if config.lr != TrainConfig().lr else "")
             + (f" --init {init}" if init is not None else "")
             + (f" --pseudo {pseudo_dir} --pseudo-weight {pseudo_weight:g}" if pseudo_dir else "")
@@ -688,6 +690,14 @@ def train_beats(
         crop_starts=displaced_crop_starts(
             tr_items, [x.shape[0] for x, _ in train_data], config.crop_frames, extra_render_dirs
         ),
+        onset_marks=(
+            [
+                nonbeat_onsets(it.onsets, it.beats, x.shape[0], delay=delay_s)
+                for it, (x, _) in zip(tr_items, train_data, strict=True)
+            ]
+            if config.onset_weight != 1.0
+            else None
+        ),
     )
 
 
@@ -706,6 +716,7 @@ def main_train(
     cv_steps: int = 1000,
     folds: int = 10,
     offbeat_weight: float = 1.0,
+    onset_weight: float = 1.0,
     downbeat_weight: float = 1.0,
     mixup: float = 0.0,
     renders: int = 0,
@@ -829,6 +840,7 @@ def main_train(
             crop_frames=crop_frames or 600,
             pos_weight=(6.0, 12.0),
             offbeat_weight=offbeat_weight,
+            onset_weight=onset_weight,
             output_weight=(1.0, downbeat_weight) if downbeat_weight != 1.0 else (),
             seed=seed,
             **({"lr": lr} if lr is not None else {}),
