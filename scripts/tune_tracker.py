@@ -20,6 +20,16 @@ read in Python, not inside a numba kernel), e.g. ``--grid _DB_CONTRAST=1,1.5,3``
 setting takes ``/`` between its items: ``--grid beats_per_bar=4,3/4``. A set that mixes families
 (the renders: groove, asap, pop909) also gets its beat F per family, by the items' name prefix.
 
+``--models DIR,DIR`` compares beat models instead of (or with) settings, without a live capture
+per model: each model's activations come from the cached training features (``data/cache``, the
+same engine features; ``ONBEAT_CACHE`` moves it) through the torch sequence forward, spliced into
+an existing capture of the file (its silence flags and bar-model columns do not depend on the
+beat model). ``.`` names the weights in use. These activations equal the live path's to about
+1e-6; the rows still say ``model``, so never mix them up with live captures.
+
+    python scripts/tune_tracker.py --sets renders-valid,heavy-valid --max-files 400 \
+        --models .,runs/export_bo4r
+
 Choose settings on ``renders-valid``, ``heavy-valid`` and ``synthetic`` (development sets);
 FoF, ``renders-test`` and ``heavy-test`` are evaluation sets: ``--sets fof`` reports them, and a
 setting picked on them would be tuned on the test data.
@@ -88,6 +98,41 @@ def capture(item, cache: Path) -> dict:
     return out
 
 
+def any_capture(item, cache: Path) -> dict:
+    """A cached capture of ``item`` under any model (for ``--models``); captures one if none."""
+    import re
+
+    pat = re.compile(re.escape(item.name) + r"-\d+(-bars\d+)?\.npz")
+    found = sorted(f for f in cache.glob(f"{item.name}-*.npz") if pat.fullmatch(f.name))
+    if not found:
+        return capture(item, cache)
+    d = np.load(found[-1])
+    return {k: d[k] for k in d.files}
+
+
+def model_activations(model_dir: Path):
+    """``item -> (beat, downbeat)`` activations of the beat model in ``model_dir`` from the cached
+    features (torch sequence forward, the training path)."""
+    import torch
+    from onbeat.models.lstm import CausalLSTM
+    from onbeat.models.registry import load_lstm
+    from onbeat.training.datasets import cached_features
+    from onbeat.training.loop import load_init_state, predict
+
+    torch.set_num_threads(1)
+    spec, _, _ = load_lstm("beats", model_dir)
+    net = CausalLSTM(spec)
+    net.load_state_dict(load_init_state(model_dir / "beats.safetensors"))
+    net.eval()
+    cache = Path(os.environ.get("ONBEAT_CACHE", ROOT / "data" / "cache"))
+
+    def run(item) -> np.ndarray:
+        x = np.ascontiguousarray(cached_features(item.audio, cache))
+        return predict(net, x).astype(np.float64)
+
+    return run
+
+
 def replay(c: dict, base, bars: list | None = None, **fields) -> np.ndarray:
     """Beat times of the tracker (``base`` with ``fields`` replaced) replayed over a capture;
     ``bars`` receives each beat's ``beat_in_bar``. BeatStage adds one hop to the tracker's
@@ -114,6 +159,9 @@ def main() -> None:
     )
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "tune_tracker")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--models", default="", help="DIR,DIR: beat models to compare (see above); '.' = in use"
+    )
     args = ap.parse_args()
 
     import bench_beats as bb
@@ -126,6 +174,13 @@ def main() -> None:
         field = key.removeprefix("tracker.")
         axes.append([(field, v) for v in vals.split(",")])
     base = OnbeatConfig().tracker
+    from onbeat.models.registry import weights_path
+
+    models = [
+        weights_path("beats").parent if m.strip() == "." else Path(m.strip())
+        for m in args.models.split(",")
+        if m.strip()
+    ]
     settings = []
     for combo in itertools.product(*axes) if axes else [()]:
         kw = {}
@@ -148,8 +203,16 @@ def main() -> None:
         caps = {}
         for it in items:
             print(f"capture {set_name}/{it.name}", file=sys.stderr, flush=True)
-            caps[it.name] = capture(it, args.cache / set_name)
-        for kw in settings:
+            caps[it.name] = (any_capture if models else capture)(it, args.cache / set_name)
+        for model, kw in itertools.product(models or [None], settings):
+            if model is not None:
+                acts = model_activations(model)
+                for it in items:
+                    a, c = acts(it), caps[it.name]
+                    n = c["act"].shape[0]
+                    if a.shape[0] < n:
+                        raise SystemExit(f"{it.name}: cached features shorter than its capture")
+                    caps[it.name] = {**c, "act": a[:n, 0], "db": a[:n, 1]}
             rows, extras = [], {}
             by_family: dict[str, list[float]] = {}
             same = True
@@ -161,7 +224,7 @@ def main() -> None:
             for it in items:
                 bars: list[int] = []
                 det = replay(caps[it.name], base, bars, **fields)
-                if not kw:
+                if not kw and model is None:
                     live = caps[it.name]["live"]
                     same &= det.size == live.size and bool(np.allclose(det, live))
                 sc = bb.score(it, {"times_s": det, "beats_in_bar": bars})  # bench_beats' scoring
@@ -182,6 +245,7 @@ def main() -> None:
             res = {
                 "set": set_name,
                 "setting": kw,
+                "model": None if model is None else str(model),
                 "f": m[0],
                 "cmlt": m[1],
                 "amlt": m[2],
@@ -190,7 +254,7 @@ def main() -> None:
             res.update(extras)
             if len(by_family) > 1:  # e.g. renders: groove / asap / pop909
                 res["f_by_family"] = {k: float(np.mean(v)) for k, v in sorted(by_family.items())}
-            if not kw:
+            if not kw and model is None:
                 res["replay_equals_live"] = same
                 extras["replay==live"] = same
             results.append(res)
@@ -198,7 +262,8 @@ def main() -> None:
                 f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in extras.items()
             )
             print(
-                f"{set_name:14s} {json.dumps(kw):60s} F {m[0]:.3f} CMLt {m[1]:.3f} AMLt {m[2]:.3f} "
+                f"{set_name:14s} {'' if model is None else str(model) + ' '}"
+                f"{json.dumps(kw):60s} F {m[0]:.3f} CMLt {m[1]:.3f} AMLt {m[2]:.3f} "
                 f"DB-F {m[3]:.3f} {ex}",
                 flush=True,
             )
