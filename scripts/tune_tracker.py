@@ -114,16 +114,14 @@ def model_activations(model_dir: Path):
     """``item -> (beat, downbeat)`` activations of the beat model in ``model_dir`` from the cached
     features (torch sequence forward, the training path)."""
     import torch
-    from onbeat.models.lstm import CausalLSTM
+    from onbeat.models.lstm import torch_from_arrays
     from onbeat.models.registry import load_lstm
     from onbeat.training.datasets import cached_features
-    from onbeat.training.loop import load_init_state, predict
+    from onbeat.training.loop import predict
 
     torch.set_num_threads(1)
-    spec, _, _ = load_lstm("beats", model_dir)
-    net = CausalLSTM(spec)
-    net.load_state_dict(load_init_state(model_dir / "beats.safetensors"))
-    net.eval()
+    spec, arrays, _ = load_lstm("beats", model_dir)
+    net = torch_from_arrays(spec, arrays).eval()
     cache = Path(os.environ.get("ONBEAT_CACHE", ROOT / "data" / "cache"))
 
     def run(item) -> np.ndarray:
@@ -204,8 +202,10 @@ def main() -> None:
         for it in items:
             print(f"capture {set_name}/{it.name}", file=sys.stderr, flush=True)
             caps[it.name] = (any_capture if models else capture)(it, args.cache / set_name)
+        spliced = None
         for model, kw in itertools.product(models or [None], settings):
-            if model is not None:
+            if model is not None and model != spliced:
+                spliced = model
                 acts = model_activations(model)
                 for it in items:
                     a, c = acts(it), caps[it.name]
