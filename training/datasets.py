@@ -516,17 +516,11 @@ def nonbeat_onsets(
     if onsets is None or beats is None:
         return None
     on = np.asarray(onsets, dtype=np.float64)
-    bt = np.sort(np.asarray(beats, dtype=np.float64))
+    bt = np.asarray(beats, dtype=np.float64)
     if on.size == 0 or bt.size == 0:
         return None
-    j = np.clip(np.searchsorted(bt, on), 1, bt.size - 1) if bt.size > 1 else np.zeros_like(on, int)
-    near = np.minimum(np.abs(on - bt[j]), np.abs(on - bt[np.maximum(j - 1, 0)]))
-    idx = time_to_frame(on[near > tolerance_s], fps, delay)
-    out = np.zeros(n_frames, dtype=bool)
-    for d in (-1, 0, 1):
-        k = idx + d
-        out[k[(k >= 0) & (k < n_frames)]] = True
-    return out
+    far = np.min(np.abs(on[:, None] - bt[None, :]), axis=1) > tolerance_s
+    return event_targets(on[far], n_frames, fps=fps, widen=1.0, delay=delay) > 0.0
 
 
 def mask_outside(y: F32, keep: npt.ArrayLike, fps: float = FPS) -> F32:
