@@ -205,6 +205,10 @@ class LinkController:
     PEER_PHASE_EPS_MS: ClassVar[float] = 3.0
     #: Relative tempo difference that counts as a change (Link sends whole microseconds per beat).
     PEER_TEMPO_EPS: ClassVar[float] = 1e-5
+    #: A session read (Link time, beat, Link time) counts only if the two time reads are this
+    #: close (s): a thread switch inside it would look like a phase jump of several ms.
+    TIGHT_READ_S: ClassVar[float] = 1e-3
+    READ_TRIES: ClassVar[int] = 3
 
     def __init__(
         self, config: LinkConfig, link: _LinkLike, *, clock: Callable[[], float] = time.monotonic
@@ -278,13 +282,26 @@ class LinkController:
         k = f.beats_since_anchor(t)
         return (f.anchor.beat_in_bar - 1 + k) % f.beats_per_bar
 
+    def _read_session(self) -> tuple[float, float] | None:
+        """Link time (s) and the session beat at that time, from a read bracketed by two clock
+        reads; ``None`` when no try was tight (a busy machine: skip this poll)."""
+        link = self.link
+        for _ in range(self.READ_TRIES):
+            a = link.time.total_seconds()
+            beat = link.beat
+            b = link.time.total_seconds()
+            if b - a <= self.TIGHT_READ_S:
+                return 0.5 * (a + b), beat
+        return None
+
     def _watch_peers(self, link_t: float, beat: float, tempo: float, now: float) -> None:
         """Flag a session change onbeat did not make; remember the session for the next poll.
 
-        An apparent change must show on two polls in a row: the session's time and beat are two
-        separate reads, and a thread switch between them (Python's 5 ms switch interval on a
-        busy machine) looks like a phase jump of several ms that the next poll does not repeat.
-        A peer's tempo change or forced phase persists, so it is confirmed one poll later.
+        The session's time and beat are separate reads, and a thread switch between them
+        (Python's 5 ms switch interval on a busy machine) looks like a phase jump of several ms.
+        :meth:`_read_session` brackets the beat with two time reads and drops loose reads; and an
+        apparent change must still show on two polls in a row. A peer's tempo change or forced
+        phase persists, so it is confirmed one poll later.
         """
         exp = self._expect
         if exp is not None:
@@ -310,8 +327,9 @@ class LinkController:
 
     def _remember(self) -> None:
         """After onbeat's own commit: the session as it is now is the expected one."""
-        link = self.link
-        self._expect = (link.tempo, link.time.total_seconds(), link.beat)
+        read = self._read_session()
+        # An untight read forgets the expectation: the next poll starts a new one.
+        self._expect = None if read is None else (self.link.tempo, read[0], read[1])
         self._suspect = False
 
     def update(self) -> None:
@@ -326,8 +344,10 @@ class LinkController:
         if link.quantum != q:
             link.quantum = q
             self._expect = None  # beats are counted against the quantum
-        link_t = link.time.total_seconds()
-        beat = link.beat
+        read = self._read_session()
+        if read is None:  # no tight read on this poll: judge and change nothing
+            return
+        link_t, beat = read
         tempo = link.tempo
         self._watch_peers(link_t, beat, tempo, now)
         if self._suspect:  # maybe a peer's change: never answer it before it is confirmed
@@ -377,11 +397,13 @@ class LinkController:
         if can_tempo and tempo != ours:
             self._commit_tempo(ours, now)
         # Re-read: committing the tempo keeps the beat at "now", and time has moved on a little.
-        link_t = link.time.total_seconds()
+        read = self._read_session()
+        if read is None:
+            return
+        link_t, beat = read
         desired = self._desired_bar_phase(link_t - self._link_offset_s)
         if desired is None:
             return
-        beat = link.beat
         err_beats = _wrap(beat - desired, float(q))
         target = beat - (err_beats if move_bar else _wrap(err_beats, 1.0))
         if peers > 0:

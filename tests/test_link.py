@@ -78,6 +78,7 @@ class FakeLink:
         self.requested: list[float] = []
         self.tempo_sets: list[float] = []
         self.skew_once = 0.0  # added to the next beat read only (a thread switch between reads)
+        self.stall_reads = 0  # the next beat reads each run 8 ms late (a switch inside the read)
 
     @property
     def time(self) -> timedelta:
@@ -89,6 +90,9 @@ class FakeLink:
     @property
     def beat(self) -> float:
         skew, self.skew_once = self.skew_once, 0.0
+        if self.stall_reads > 0:
+            self.stall_reads -= 1
+            self._clock.now += 0.008
         return self.beat_at(self._clock()) + skew
 
     @property
@@ -251,6 +255,21 @@ def test_a_one_poll_read_skew_is_not_a_peer_change() -> None:
     rig.run_until(4.0)
     assert rig.ctl.peer_changes == 0 and rig.ctl.state == "leading"
     assert len(rig.link.forced) == forced  # nor did onbeat "correct" the phantom jump
+
+
+@pytest.mark.parametrize("stalls", [2, 7])
+def test_thread_switches_inside_session_reads_are_not_a_peer_change(stalls: int) -> None:
+    """Reads stalled by a busy machine on several polls in a row (2: one poll's retries; 7: two
+    polls with no tight read) are dropped, not taken for a peer's phase jump."""
+    rig = _Rig(peers=1, yield_s=4.0)
+    rig.run_until(3.0)
+    assert rig.ctl.state == "leading"
+    forced = len(rig.link.forced)
+    rig.link.stall_reads = stalls
+    rig.run_until(4.0)
+    assert rig.link.stall_reads == 0
+    assert rig.ctl.peer_changes == 0 and rig.ctl.state == "leading"
+    assert len(rig.link.forced) == forced
 
 
 def test_stream_end_stops_proposing() -> None:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -297,10 +298,21 @@ def test_clock_through_jack_follows_the_tracker(jack_server: None) -> None:
                 receiver.kill()
     got = [(float(t), k, int(pos)) for t, k, pos in json.loads(out.strip().splitlines()[-1])]
     kinds = [k for _, k, _ in got]
-    assert "start" in kinds and "stop" in kinds, kinds[:10]
-    assert [k for k in kinds if k != "clock"] == ["songpos", "start", "stop"]
+    # onbeat sent exactly one song position, one start and one stop ...
+    assert sink.song_positions == 1 and sink.starts == 1 and sink.stops == 1
+    # ... but JACK on a loaded machine (one CI run in five, beside other jobs) once delivered
+    # that song position three times and lost the start written in the same cycle. Repeats
+    # and a lost start are the transport's; anything else is onbeat's.
+    transport = [k for k in kinds if k != "clock"]
+    runs = [k for i, k in enumerate(transport) if i == 0 or k != transport[i - 1]]
+    assert runs in (["songpos", "start", "stop"], ["songpos", "stop"]), transport[:10]
     assert got[kinds.index("songpos")][2] == 0
-    t_start = got[kinds.index("start")][0]
+    if "start" in kinds:
+        t_start = got[kinds.index("start")][0]
+    else:
+        warnings.warn("JACK lost the MIDI start (a late cycle); timing from the first clock",
+                      stacklevel=1)  # fmt: skip
+        t_start = next(t for t, k, _ in got if k == "clock")
     t_stop = got[kinds.index("stop")][0]
     clocks = np.array([t for t, k, _ in got if k == "clock" and t_start <= t <= t_stop])
     assert len(clocks) > 24 * 10
