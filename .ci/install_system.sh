@@ -13,7 +13,9 @@ pkgs=(libportaudio2 libsndfile1 pipewire pipewire-pulse pipewire-alsa wireplumbe
       libegl1 libgl1 libxkbcommon0 libfontconfig1 libglib2.0-0 fonts-dejavu-core
       # the MIDI renderer's test (generated heavy songs, no research data): fluidsynth and
       # one small General MIDI soundfont
-      libfluidsynth3 timgm6mb-soundfont)
+      libfluidsynth3 timgm6mb-soundfont
+      # the LMMS demo-song set's test renders a Debian demo song headless
+      lmms)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

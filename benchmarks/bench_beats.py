@@ -14,6 +14,9 @@ Sets (each skipped with a note when absent):
 * ``displaced-test``: the held-out test split of the generated songs with displaced sections
   (``python -m onbeat.training.render --sets displaced --out data/renders_displaced``): the band
   plays whole sections off the beat while the labels keep the grid;
+* ``lmms``: the LMMS demo songs, real electronic productions rendered by LMMS with their
+  sequencer grid (``python -m onbeat.training.lmms --out data/lmms``); ``lmms-train`` and
+  ``lmms-test`` are its fixed halves (a model that trains on the first reports the second);
 * ``renders-valid``, ``heavy-valid``, ``displaced-valid``: the validation splits of the same
   folders, where models and settings are chosen (the anchors' margin there says what a choice
   would give on the test splits without looking at them).
@@ -102,6 +105,25 @@ def fof_set(max_files: int | None) -> list[Item]:
     except FileNotFoundError:
         return []
     return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
+
+
+def lmms_set(max_files: int | None, split: str | None = None) -> list[Item]:
+    from onbeat.training.datasets import lmms_items
+
+    try:
+        its = lmms_items(ROOT / "data" / "lmms", split)
+    except FileNotFoundError:
+        return []
+    return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
+
+
+# the LMMS sets by name: split (None: every song)
+LMMS_SETS = {"lmms": None, "lmms-train": "train", "lmms-test": "test"}
+
+
+def named_lmms_set(name: str, max_files: int | None) -> list[Item] | None:
+    """The LMMS set called ``name`` (:data:`LMMS_SETS`), or None for another name."""
+    return lmms_set(max_files, LMMS_SETS[name]) if name in LMMS_SETS else None
 
 
 # the render sets by name: (folder under data/, split)
@@ -316,8 +338,11 @@ def main() -> None:
                 it.extra["models"] = fold_model(it.name, folds)
         elif (rendered := named_render_set(s, args.max_files)) is not None:
             sets[s] = rendered
+        elif (songs := named_lmms_set(s, args.max_files)) is not None:
+            sets[s] = songs
         else:
-            ap.error(f"unknown set {s!r} (synthetic, fof, fof-cv, {', '.join(RENDER_SETS)})")
+            known = ", ".join([*RENDER_SETS, *LMMS_SETS])
+            ap.error(f"unknown set {s!r} (synthetic, fof, fof-cv, {known})")
     systems = ["onbeat", *[a for a in args.anchors.split(",") if a]]
     raw: dict = {}
     for set_name, items in sets.items():

@@ -67,6 +67,8 @@ def load_items(name: str, max_files: int | None) -> list:
         return bb.fof_set(max_files)
     if (rendered := bb.named_render_set(name, max_files)) is not None:
         return rendered
+    if (songs := bb.named_lmms_set(name, max_files)) is not None:
+        return songs
     raise SystemExit(f"unknown set {name!r}")
 
 

@@ -4,6 +4,7 @@ Loaders yield :class:`Item` records (audio path and label times) for
 
 * the renders of :mod:`onbeat.training.render` (``manifest.jsonl``; beats, downbeats, onsets),
 * the Frets-on-Fire songs of :mod:`onbeat.training.fof` (``manifest.json``; beats, downbeats),
+* the LMMS demo songs of :mod:`onbeat.training.lmms` (the same manifest format),
 * the Böck onset set (``onsets/bock``: ``audio/NAME.*``, ``annotations/NAME.onsets``,
   ``splits/8-fold_cv_random_K.fold``; onsets only).
 
@@ -46,6 +47,7 @@ __all__ = [
     "feature_extractor",
     "feature_key",
     "fof_items",
+    "lmms_items",
     "load_audio",
     "onset_targets",
     "pairs",
@@ -171,13 +173,15 @@ def render_items(
     return out
 
 
-def _fof_songs(root: str | Path) -> list[tuple[dict[str, Any], Item]]:
-    """Each manifest row of ``ROOT/manifest.json`` with its song as a ``test`` item."""
+def _fof_songs(root: str | Path, set_name: str = "fof") -> list[tuple[dict[str, Any], Item]]:
+    """Each manifest row of ``ROOT/manifest.json`` with its song as an item (split ``test``
+    unless the row names one; a relative audio path is under ``ROOT``)."""
     root = Path(root)
     out = []
     for s in json.loads((root / "manifest.json").read_text())["songs"]:
         beats, downbeats = read_beats(root / s["beats"])
-        out.append((s, Item(s["name"], Path(s["audio"]), beats, downbeats, None, "test", "fof")))
+        split = s.get("split", "test")
+        out.append((s, Item(s["name"], root / s["audio"], beats, downbeats, None, split, set_name)))
     return out
 
 
@@ -187,6 +191,12 @@ def fof_items(root: str | Path = "data/fof") -> list[Item]:
     Their split is ``test``: a chart grid, reported as its own set.
     """
     return [it for _, it in _fof_songs(root)]
+
+
+def lmms_items(root: str | Path = "data/lmms", split: str | None = None) -> list[Item]:
+    """LMMS demo songs from ``ROOT/manifest.json`` (:mod:`onbeat.training.lmms`), optionally of
+    one split (``train`` or ``test``, fixed per song)."""
+    return [it for _, it in _fof_songs(root, "lmms") if split is None or it.split == split]
 
 
 def fof_train_items(root: str | Path = "data/fof", hold_out: Sequence[str] = ()) -> list[Item]:

@@ -43,6 +43,7 @@ from onbeat.training.datasets import FPS, SAMPLE_RATE, feature_extractor, load_a
 __all__ = [
     "DRUM_ENVELOPE_LATENCY_S",
     "Song",
+    "active_range",
     "beat_grid",
     "calibrate_offset",
     "envelope_latency",
@@ -189,7 +190,9 @@ def envelope_latency(seed: int = 0) -> float:
     return float(lags[int(np.argmax(sc))])
 
 
-def _active_range(x: npt.NDArray[np.float32], floor_db: float = -40.0) -> tuple[float, float]:
+def active_range(x: npt.NDArray[np.float32], floor_db: float = -40.0) -> tuple[float, float]:
+    """First and last time (s, 50 ms resolution) where the RMS is within ``floor_db`` of the
+    loudest 50 ms."""
     n = int(0.05 * SAMPLE_RATE)
     m = x.shape[0] // n
     e = np.sqrt(np.mean(x[: m * n].reshape(m, n) ** 2, axis=1) + 1e-20)
@@ -212,7 +215,7 @@ def process(song: Song, out: Path, latency: float) -> dict[str, Any]:
     duration = x.shape[0] / SAMPLE_RATE
     times, bib, info = beat_grid(song.chart, duration)
     env = onset_envelope(x)
-    a0, a1 = _active_range(x)
+    a0, a1 = active_range(x)
     active = (times >= a0) & (times <= a1 - 0.05)
     offset, sc = calibrate_offset(env, times[active], latency)
     half = times[active]
