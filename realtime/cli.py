@@ -280,6 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="beats: crop-sampling weight of the Frets-on-Fire songs (1: by length)",
     )
     p.add_argument(
+        "--lmms",
+        default=None,
+        help="beats: add the train half of the LMMS demo songs of this folder "
+        "(python -m onbeat.training.lmms)",
+    )
+    p.add_argument(
+        "--lmms-weight",
+        type=float,
+        default=1.0,
+        help="beats: crop-sampling weight of the LMMS songs (1: by length)",
+    )
+    p.add_argument(
         "--aug-copies",
         type=int,
         default=0,
@@ -673,6 +685,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             fof_dir=Path(args.fof) if args.fof else None,
             fof_hold_out=tuple(h.strip() for h in args.fof_hold_out.split(",") if h.strip()),
             fof_weight=args.fof_weight,
+            lmms_dir=Path(args.lmms) if args.lmms else None,
+            lmms_weight=args.lmms_weight,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

@@ -326,6 +326,43 @@ def test_train_beats_adds_more_render_folders(tmp_path):
         train_beats(export_dir=tmp_path / "x", extra_render_dirs=(empty,), **common)
 
 
+def test_train_beats_adds_the_lmms_train_half_only(tmp_path):
+    """``--lmms DIR``: the train half of the LMMS songs joins training with its weight, the
+    test half never does, and the card and licence say so."""
+    from onbeat.training.tasks import train_beats
+
+    _click_renders(tmp_path / "r", "groove", ("train", "train", "valid"), 120.0)
+    _click_renders(tmp_path / "l", "lmms", ("train", "train", "test"), 140.0)
+    songs = [
+        {
+            "name": f"lmms_{k}",
+            "audio": f"lmms_{k}.flac",
+            "beats": f"lmms_{k}.beats",
+            "split": split,
+        }
+        for k, split in enumerate(("train", "train", "test"))
+    ]
+    (tmp_path / "l" / "manifest.json").write_text(json.dumps({"songs": songs}))
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, crop_frames=200)
+    common = dict(
+        run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", render_dir=tmp_path / "r",
+        config=cfg, hidden=4, layers=1,
+    )  # fmt: skip
+    train_beats(export_dir=tmp_path / "m", lmms_dir=tmp_path / "l", lmms_weight=5.0, **common)
+    meta = json.loads((tmp_path / "m" / "beats.json").read_text())
+    assert "plus the 2 LMMS demo songs of the train half" in meta["data"]
+    assert f"--lmms {tmp_path / 'l'} --lmms-weight 5" in meta["training_command"]
+    assert "lmms-common" in meta["licence"]
+    # the test half never trains: its features were never even computed
+    cached = " ".join(p.name for p in (tmp_path / "cache").rglob("*"))
+    assert "lmms_0" in cached and "lmms_2" not in cached
+    for s in songs:
+        s["split"] = "test"
+    (tmp_path / "l" / "manifest.json").write_text(json.dumps({"songs": songs}))
+    with pytest.raises(FileNotFoundError, match="no LMMS train songs"):
+        train_beats(export_dir=tmp_path / "x", lmms_dir=tmp_path / "l", **common)
+
+
 def test_train_beats_adds_frets_on_fire_songs_except_the_held_out(tmp_path):
     """``--fof DIR --fof-hold-out PREFIX``: the other songs join training with their weight;
     the card names them and the hold-out, which the benchmark's fof-cv set checks before it

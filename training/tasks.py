@@ -506,6 +506,8 @@ def train_beats(
     fof_dir: Path | None = None,
     fof_hold_out: tuple[str, ...] = (),
     fof_weight: float = 1.0,
+    lmms_dir: Path | None = None,
+    lmms_weight: float = 1.0,
 ) -> dict[str, float]:
     """Train the causal beat/downbeat LSTM on rendered MIDI and export the best epoch.
 
@@ -527,6 +529,10 @@ def train_beats(
     whose names start with one of ``fof_hold_out``, sampled with ``fof_weight``: a
     cross-validation fold holds songs (or a band) out and is evaluated on them only; the
     epoch is still chosen on the render valid split, never on a Frets-on-Fire song.
+
+    ``lmms_dir`` adds the ``train`` half of the LMMS demo songs
+    (:mod:`onbeat.training.lmms`: real electronic productions with their sequencer grid),
+    sampled with ``lmms_weight``; the ``test`` half never trains.
 
     ``target_delay`` > 0 marks each beat that many frames late in the targets, so the network
     hears the beat's attack before it must report it; the metadata's ``delay_frames`` (1 + the
@@ -580,6 +586,16 @@ def train_beats(
         fof_names = ", ".join(it.name for it in fof)
         tr_items = tr_items + fof
         weights += [fof_weight] * n_fof
+    n_lmms = 0
+    if lmms_dir is not None:
+        from onbeat.training.datasets import lmms_items
+
+        lmms_songs = lmms_items(lmms_dir, "train")
+        if not lmms_songs:
+            raise FileNotFoundError(f"no LMMS train songs in {lmms_dir} (onbeat.training.lmms)")
+        n_lmms = len(lmms_songs)
+        tr_items = tr_items + lmms_songs
+        weights += [lmms_weight] * n_lmms
     delay_s = target_delay / 100.0
     train_data = list(pairs(tr_items, cache_dir, "beats", mmap=True, delay=delay_s))
     valid = [
@@ -614,6 +630,12 @@ def train_beats(
                 if n_fof
                 else ""
             )
+            + (
+                f" plus the {n_lmms} LMMS demo songs of the train half ({lmms_dir}; sampling "
+                f"weight {lmms_weight:g})"
+                if n_lmms
+                else ""
+            )
             + f"; valid split {len(va_items)} items",
             "training_command": f"onbeat train beats --epochs {config.epochs} --steps "
             f"{config.steps_per_epoch} --hidden {hidden} --crop-frames {config.crop_frames}"
@@ -636,7 +658,8 @@ def train_beats(
                 + (f" --fof-hold-out {','.join(fof_hold_out)}" if fof_hold_out else "")
                 if n_fof
                 else ""
-            ),
+            )
+            + (f" --lmms {lmms_dir} --lmms-weight {lmms_weight:g}" if n_lmms else ""),
             "valid_peak_f": round(metrics["score"], 4),
             "valid_score": "peak F"
             + (f" + {downbeat_gain} x (downbeat AUC - 0.5)" if downbeat_gain else ""),
@@ -652,6 +675,12 @@ def train_beats(
                 "; Frets-on-Fire songs (Debian fretsonfire-songs-muldjord/-sectoid: "
                 "CC BY-SA 3.0 and MIT-style)"
                 if n_fof
+                else ""
+            )
+            + (
+                "; LMMS demo songs (Debian lmms-common: GPL-2+, Artistic-2, BSD-2-clause, "
+                "CC BY-SA 3.0 per song)"
+                if n_lmms
                 else ""
             ),
         }
@@ -741,6 +770,8 @@ def main_train(
     fof_dir: Path | None = None,
     fof_hold_out: tuple[str, ...] = (),
     fof_weight: float = 1.0,
+    lmms_dir: Path | None = None,
+    lmms_weight: float = 1.0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -864,6 +895,8 @@ def main_train(
             fof_dir=fof_dir,
             fof_hold_out=fof_hold_out,
             fof_weight=fof_weight,
+            lmms_dir=lmms_dir,
+            lmms_weight=lmms_weight,
         )
     print(json.dumps(best))
     return 0
