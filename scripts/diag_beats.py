@@ -243,7 +243,10 @@ def load_set(name: str, max_files: int | None) -> list:
         return bb.fof_set(max_files)
     if (rendered := bb.named_render_set(name, max_files)) is not None:
         return rendered
-    raise SystemExit(f"unknown set {name!r} (fof, {', '.join(bb.RENDER_SETS)})")
+    if (songs := bb.named_lmms_set(name, max_files)) is not None:
+        return songs
+    known = ", ".join([*bb.RENDER_SETS, *bb.LMMS_SETS])
+    raise SystemExit(f"unknown set {name!r} (fof, {known})")
 
 
 ROWS = (
@@ -271,7 +274,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--set", default="fof", help="fof or a render set (bench_beats.RENDER_SETS)")
+    ap.add_argument(
+        "--set",
+        default="fof",
+        help="fof, a render set or an LMMS set (bench_beats.RENDER_SETS, LMMS_SETS)",
+    )
     ap.add_argument("--max-files", type=int, default=None)
     ap.add_argument("--out", default=str(ROOT / "runs" / "diag"))
     ap.add_argument("--force", action="store_true", help="recompute cached activations")

@@ -374,6 +374,51 @@ def test_heavy_songs_sit_on_their_grid():
         assert 0.3 < near_beat.mean() < 1.0
 
 
+def test_edm_songs_sit_on_a_steady_grid_with_loaded_off_beats():
+    """Generated EDM parts: a steady grid in the style's tempo range, every note on a sixteenth,
+    four-on-the-floor kicks exactly on the beats, and a top that loads the "and" (so a model
+    must learn that an off-beat hit is not a beat); drums prefer electronic kits; the same seed
+    gives the same song."""
+    from onbeat.training.render import (
+        EDM_KITS,
+        EDM_SECTIONS,
+        EDM_STYLES,
+        EDM_TEMPO_BPM,
+        _edm_grid,
+        generate_edm,
+    )
+
+    off_and = []
+    for seed, style in itertools.product(range(3), EDM_STYLES):
+        rng = np.random.default_rng(seed)
+        beats, bib = _edm_grid(rng, 40.0, style)
+        lo, hi = EDM_TEMPO_BPM[style]
+        assert lo <= 60 / np.diff(beats).mean() <= hi
+        np.testing.assert_allclose(np.diff(beats), np.diff(beats)[0])
+        assert bib[:8].tolist() == [1, 2, 3, 4, 1, 2, 3, 4]
+        parts, info = generate_edm(beats, bib, rng, style)
+        assert info["style"] == style and set(info["sections"]) <= set(EDM_SECTIONS)
+        assert info["sections"][0] == "intro"
+        assert parts[0].is_drum and parts[0].kits == EDM_KITS
+        idx = np.arange(len(beats), dtype=float)
+        pos = np.interp([n[0] for p in parts for n in p.notes], beats, idx)
+        assert np.quantile(np.abs(pos * 4 - np.round(pos * 4)) / 4, 0.99) < 0.03
+        kicks = np.interp([n[0] for n in parts[0].notes if n[2] == 36], beats, idx)
+        if EDM_STYLES[style][0] == ("four",):  # kicks on every beat, and only there
+            assert np.max(np.abs(kicks - np.round(kicks))) < 0.03
+        top = [n[0] for p in parts for n in p.notes if not (p.is_drum and n[2] in (36, 49))]
+        frac = np.interp(top, beats, idx) % 1
+        off_and.append(np.mean(np.abs(frac - 0.5) < 0.05))
+    assert np.mean(off_and) > 0.15  # the "and" is loaded across styles
+    r1 = np.random.default_rng(5)
+    g1 = _edm_grid(r1, 30.0, "house")
+    a = generate_edm(*g1, r1, "house")[0]
+    r2 = np.random.default_rng(5)
+    g2 = _edm_grid(r2, 30.0, "house")
+    b = generate_edm(*g2, r2, "house")[0]
+    assert [p.notes for p in a] == [p.notes for p in b]
+
+
 def test_displaced_sections_move_the_band_and_keep_the_grid():
     """The ``displaced`` set: a displaced section starts its drums (the crash) and its riff the
     drawn number of sixteenths late while the beat grid (the labels) stays; the first section
@@ -453,6 +498,14 @@ def test_render_heavy_items_without_source_data(tmp_path):
     """The generated heavy set needs no research data: two items, labels aligned."""
     _, _, recs = _render_generated(tmp_path, "heavy", 2, 10.0)
     assert all(r["master"]["ratio"] >= 3 for r in recs.values())
+
+
+def test_render_edm_items_without_source_data(tmp_path):
+    """The generated EDM set needs no research data: two items, labels aligned, mastered loud,
+    a style and its sections recorded."""
+    _, _, recs = _render_generated(tmp_path, "edm", 2, 10.0)
+    assert all(r["master"]["ratio"] >= 3 and r["style"] for r in recs.values())
+    assert all(r["sections"][0] == "intro" for r in recs.values())
 
 
 def test_render_displaced_items_and_their_sections(tmp_path):

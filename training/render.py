@@ -19,6 +19,11 @@ Sources (read from ``../shared/data/midi`` or ``--data-root``; research use, nev
   drums, the riff or both a sixteenth, an eighth or three sixteenths late while the labels keep
   the grid (``generate_heavy``'s ``displace_p``), so a model learns to keep the beat through
   sections that accent the "and".
+* ``edm``: generated electronic dance music, no source data (:func:`generate_edm`): house,
+  trance, techno, dembow and garage styles on a steady grid; four-on-the-floor or broken kicks
+  under open hats, off-beat and rolling basses, chord stabs on the "and" or in 3-3-2 figures and
+  16th arpeggios, in intro, groove, build (snare roll), drop and breakdown sections, with
+  side-chain pumping; electronic drum kits preferred; mastered loud.
 
 Each item is a window of at most ``--max-seconds`` (60 s) after a random tempo warp
 (0.85 to 1.2, labels scaled too) and transposition (+-5 semitones; never the drums). Every part
@@ -318,6 +323,7 @@ class Part:
     controls: list[tuple[float, int, int]] = field(default_factory=list)
     bends: list[tuple[float, int]] = field(default_factory=list)
     level_db: float = 0.0
+    kits: tuple[int, ...] = ()  # drums: GM kits (bank 128) to prefer; () = any kit
 
 
 @dataclass
@@ -422,7 +428,7 @@ def _window(
                 bends.append(((t - t0) * scale, val))
         if bend_last is not None:
             bends.insert(0, (0.0, bend_last))
-        out.append(Part(p.name, notes, p.program, p.is_drum, ctrl, bends, p.level_db))
+        out.append(Part(p.name, notes, p.program, p.is_drum, ctrl, bends, p.level_db, p.kits))
     keep = (beats[:, 0] >= t0) & (beats[:, 0] < t1)
     b = beats[keep].copy()
     b[:, 0] = (b[:, 0] - t0) * scale
@@ -1109,7 +1115,237 @@ def loud_master(
     return y, info
 
 
-GENERATED_SETS = frozenset({"heavy", "displaced"})  # need no research data
+# --------------------------------------------------------------------------------------------
+# Generated electronic dance music (the ``edm`` set): four-on-the-floor and broken kicks under
+# an off-beat-heavy top (open hats, off-beat and rolling basses, stabs on the "and", 3-3-2
+# figures), builds, drops and breakdowns. Added in session 20 after the LMMS demo songs
+# (real electronic productions) showed the beat model firing on the "and" as often as on the
+# beat there (BENCHMARKS.md, issue 3 "Session 20").
+
+# 16 sixteenth slots per 4-beat bar ("x" hit, "." rest)
+EDM_KICKS = {
+    "four": "x...x...x...x...",
+    "four_push": "x...x...x...x..x",
+    "broken": "x.....x...x.....",
+    "garage": "x.....x.x.....x.",
+}
+EDM_CLAPS = {
+    "backbeat": "....x.......x...",
+    "dembow": "...x..x....x..x.",
+    "garage": "....x.......x..x",
+    "none": "................",
+}
+EDM_HATS = {
+    "off_open": "..x...x...x...x.",
+    "eighths": "x.x.x.x.x.x.x.x.",
+    "sixteenths": "xxxxxxxxxxxxxxxx",
+    "rolling": ".xxx.xxx.xxx.xxx",
+    "none": "................",
+}
+# bass and chord-stab rhythms: a note lasts to the next hit (at most a beat)
+EDM_BASS = {
+    "offbeat": "..x...x...x...x.",
+    "rolling": ".xxx.xxx.xxx.xxx",
+    "eighths": "x.x.x.x.x.x.x.x.",
+    "tresillo": "x..x..x.x..x..x.",
+    "syncopated": "x..x..x...x..x..",
+    "whole": "x...............",
+}
+EDM_STABS = {
+    "offbeat": "..x...x...x...x.",
+    "tresillo": "x..x..x.x..x..x.",
+    "push": "x.....x.....x...",
+    "anticipated": "...x.......x....",
+    "pad": "x...............",
+}
+# styles: (kicks, claps, hats, basses, stabs, tempo range in BPM)
+EDM_STYLES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "house": (("four",), ("backbeat",), ("off_open", "eighths"), ("offbeat", "syncopated"),
+              ("offbeat", "push", "pad", "anticipated")),
+    "trance": (("four",), ("backbeat", "none"), ("off_open", "sixteenths"),
+               ("offbeat", "rolling"), ("pad", "tresillo", "offbeat")),
+    "techno": (("four", "four_push"), ("none", "backbeat"), ("off_open", "sixteenths", "rolling"),
+               ("rolling", "offbeat", "eighths"), ("pad", "offbeat")),
+    "dembow": (("four",), ("dembow",), ("eighths", "off_open"), ("tresillo", "whole"),
+               ("tresillo", "pad")),
+    "garage": (("garage", "broken"), ("garage", "backbeat"), ("sixteenths", "off_open"),
+               ("syncopated", "tresillo"), ("push", "anticipated", "pad")),
+}  # fmt: skip
+EDM_TEMPO_BPM = {
+    "house": (118, 130),
+    "trance": (128, 145),
+    "techno": (125, 145),
+    "dembow": (88, 105),
+    "garage": (128, 138),
+}
+EDM_BASSES = (38, 39, 87, 81, 33)  # synth basses, bass+lead, saw, finger bass
+EDM_STAB_PROGRAMS = (81, 80, 90, 62, 63, 50, 4, 16)  # saw, square, polysynth, synth brass...
+EDM_PADS = (88, 89, 90, 91, 94, 95, 50, 51)
+EDM_LEADS = (80, 81, 84, 98, 99, 87)
+EDM_KITS = (24, 25, 0, 16)  # Electronic, TR-808, Standard, Power
+# section kinds and what plays: kick, clap, hats, bass, stabs, lead, snare roll
+EDM_SECTIONS = {
+    "intro": (True, False, True, False, False, False, False),
+    "drop": (True, True, True, True, True, True, False),
+    "groove": (True, True, True, True, False, False, False),
+    "breakdown": (False, False, False, False, True, True, False),
+    "build": (False, False, True, True, True, False, True),
+}
+
+
+def _edm_grid(
+    rng: np.random.Generator, seconds: float, style: str
+) -> tuple[Array, npt.NDArray[np.int64]]:
+    """A steady sequencer grid in the style's tempo range, 4/4."""
+    lo, hi = EDM_TEMPO_BPM[style]
+    bpm = float(rng.uniform(lo, hi))
+    n = int(seconds * bpm / 60) + 8
+    beats = 0.5 + np.arange(n) * 60.0 / bpm
+    return beats, (np.arange(n) % 4 + 1).astype(np.int64)
+
+
+def _pump(beats: Array, depth: int) -> list[tuple[float, int, int]]:
+    """Side-chain pumping as expression (CC 11): ducked on each beat, back up by the "and"."""
+    ctrl = []
+    for i in range(len(beats) - 1):
+        ibi = beats[i + 1] - beats[i]
+        for frac, val in ((0.0, 127 - depth), (0.15, 127 - depth // 2), (0.3, 115), (0.5, 127)):
+            ctrl.append((float(beats[i] + frac * ibi), 11, int(val)))
+    return ctrl
+
+
+def generate_edm(
+    beats: Array, bib: npt.NDArray[np.int64], rng: np.random.Generator, style: str
+) -> tuple[list[Part], dict[str, Any]]:
+    """Drums, bass, chord stabs or pads and a lead on a steady grid, in 4- or 8-bar sections
+    (intro, groove, build with a snare roll, drop, breakdown without drums); side-chain pumping
+    on the bass and chords when the kick is four on the floor. The labels are the grid."""
+    kick_pool, clap_pool, hat_pool, bass_pool, stab_pool = EDM_STYLES[style]
+    bars = _bars(bib)
+    mode = MINOR if rng.random() < 0.7 else MAJOR
+    key = int(rng.integers(12))
+    prog = PROGRESSIONS["minor" if mode == MINOR else "major"]
+    chords = prog[int(rng.integers(len(prog)))]
+    jitter = float(rng.uniform(0.0, 0.003))  # sequenced: nearly on the grid
+    drums: list[tuple[float, float, int, int]] = []
+    bass: list[tuple[float, float, int, int]] = []
+    stabs: list[tuple[float, float, int, int]] = []
+    lead: list[tuple[float, float, int, int]] = []
+    kick_on_beats = False
+    order = ["intro"] + [
+        str(x)
+        for x in rng.choice(list(EDM_SECTIONS), size=len(bars), p=[0.05, 0.43, 0.2, 0.12, 0.2])
+    ]
+    sections: list[str] = []
+    b = 0
+    for kind in order:
+        if b >= len(bars):
+            break
+        length = int(rng.choice([4, 8, 8]))
+        has_kick, has_clap, has_hats, has_bass, has_stabs, has_lead, roll = EDM_SECTIONS[kind]
+        kick = EDM_KICKS[str(rng.choice(kick_pool))]
+        clap = EDM_CLAPS[str(rng.choice(clap_pool))]
+        hats = EDM_HATS[str(rng.choice(hat_pool))]
+        bass_pat = EDM_BASS[str(rng.choice(bass_pool))]
+        stab_pat = EDM_STABS[str(rng.choice(stab_pool))]
+        hat_note = 46 if hats == EDM_HATS["off_open"] else int(rng.choice([42, 42, 44]))
+        arp_step = int(rng.choice([1, 2, 3]))  # sixteenths per arp note (3: a 3-against-4 figure)
+        sections.append(kind)
+        kick_on_beats = kick_on_beats or (has_kick and kick.startswith("x...x"))
+        n_sec = min(length, len(bars) - b)
+        for k in range(b, b + n_sec):
+            s, n = bars[k]
+            degree = chords[(k - b) % len(chords)]
+            tones = _chord_tones(key, mode, degree, rng.random() < 0.3)
+            root = 36 + (tones[0] - 36) % 12
+            voicing = sorted(60 + (t - 60) % 12 for t in tones)
+            if k == b and kind in ("drop", "groove"):
+                drums.append((float(_beat_time(beats, s)), 0.0, 49, 110))
+            for slot in range(4 * n):
+                t = float(_beat_time(beats, s + slot / 4))
+                nxt = float(_beat_time(beats, s + (slot + 1) / 4))
+                accent = 10 if slot % 4 == 0 else 0
+                if has_kick and kick[slot % 16] == "x":
+                    drums.append((t, 0.0, 36, 115))
+                if has_clap and clap[slot % 16] == "x":
+                    drums.append((t, 0.0, int(rng.choice([39, 38, 40])), 100))
+                if has_hats and hats[slot % 16] == "x":
+                    drums.append((t, 0.0, hat_note, 70 + accent // 2))
+                if roll:
+                    frac = (k - b + slot / (4 * n)) / n_sec
+                    every = 4 if frac < 0.5 else (2 if frac < 0.75 else 1)
+                    if slot % every == 0:
+                        drums.append((t, 0.0, 38, int(50 + 70 * frac)))
+                if has_bass and bass_pat[slot % 16] == "x":
+                    end = _next_hit_time(beats, s, slot, bass_pat, n)
+                    pitch = root + (12 if bass_pat == EDM_BASS["rolling"] and slot % 2 else 0)
+                    bass.append((t, end, pitch, int(rng.integers(85, 115))))
+                if has_stabs and stab_pat[slot % 16] == "x":
+                    end = _next_hit_time(beats, s, slot, stab_pat, n)
+                    if stab_pat != EDM_STABS["pad"]:
+                        end = min(end, t + 0.6 * (nxt - t) * 4)
+                    v = int(rng.integers(70, 105))
+                    stabs.extend((t, end, p, v) for p in voicing)
+                if has_lead and slot % arp_step == 0:
+                    seq = [*voicing, voicing[0] + 12]
+                    p = seq[(slot // arp_step) % len(seq)] + 12
+                    lead.append((t, t + 0.8 * arp_step * (nxt - t), p, int(rng.integers(60, 95))))
+        b += n_sec
+
+    def human(notes: list[tuple[float, float, int, int]], dur: float) -> list[Any]:
+        d = _humanize(rng, jitter, len(notes))
+        return [
+            (max(0.0, a + e), max(0.0, a + e) + (dur if dur > 0 else max(0.03, z - a)), p, v)
+            for (a, z, p, v), e in zip(notes, d, strict=True)
+        ]
+
+    pump = _pump(beats, int(rng.integers(40, 90))) if kick_on_beats and rng.random() < 0.7 else []
+    parts = [
+        Part("drums", human(drums, 0.1), 0, True, level_db=float(rng.uniform(-1, 3)),
+             kits=EDM_KITS),
+        Part("bass", human(bass, 0.0), int(rng.choice(EDM_BASSES)), controls=list(pump),
+             level_db=float(rng.uniform(-4, 1))),
+        Part("stabs", human(stabs, 0.0),
+             int(rng.choice(EDM_PADS if rng.random() < 0.4 else EDM_STAB_PROGRAMS)),
+             controls=list(pump), level_db=float(rng.uniform(-8, -1))),
+        Part("lead", human(lead, 0.0), int(rng.choice(EDM_LEADS)),
+             level_db=float(rng.uniform(-12, -4))),
+    ]  # fmt: skip
+    parts = [p for p in parts if p.notes]
+    info = {"style": style, "sections": sections, "pump": bool(pump)}
+    return parts, info
+
+
+def _next_hit_time(beats: Array, s: int, slot: int, pattern: str, n: int) -> float:
+    """End of a note that starts at ``slot``: the next hit of the pattern in the bar, or the
+    bar's end, at most a beat later."""
+    nxt = next((j for j in range(slot + 1, 4 * n) if pattern[j % 16] == "x"), 4 * n)
+    nxt = min(nxt, slot + 4)
+    return float(_beat_time(beats, s + nxt / 4)) - 0.01
+
+
+def _generated_edm(set_name: str) -> Callable[[Path], Iterator[Item]]:
+    """The items of the generated ``edm`` set: a style, its grid and :func:`generate_edm`,
+    mastered loud, named ``edm_NNNN``."""
+
+    def items(root: Path) -> Iterator[Item]:
+        del root
+        for k in range(2000):
+            name = f"{set_name}_{k:04d}"
+
+            def build(rng: np.random.Generator) -> tuple[list[Part], Array, dict[str, Any]]:
+                style = str(rng.choice(list(EDM_STYLES)))
+                beats, bib = _edm_grid(rng, MAX_SECONDS * 1.3, style)
+                parts, info = generate_edm(beats, bib, rng, style)
+                info = {"layers": "+".join(p.name for p in parts), "master": "loud", **info}
+                return parts, np.column_stack([beats, bib]), info
+
+            yield Item(name, set_name, name, split_of(set_name, name), build)
+
+    return items
+
+
+GENERATED_SETS = frozenset({"heavy", "displaced", "edm"})  # need no research data
 
 SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
     "groove": _groove_items,
@@ -1117,6 +1353,7 @@ SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
     "asap": _asap_items,
     "heavy": _generated_heavy("heavy", 0.0),
     "displaced": _generated_heavy("displaced", DISPLACE_P),
+    "edm": _generated_edm("edm"),
 }
 
 
@@ -1324,7 +1561,10 @@ def render_item(
     mix = np.zeros(n, np.float64)
     for p in wparts:
         if p.is_drum:
-            kits = [
+            preferred = [
+                (f, 128, k) for f in fonts.gm for k in p.kits if synth.has_preset(f, 128, k)
+            ]
+            kits = preferred or [
                 (f, 128, k) for f in fonts.gm for k in GM_DRUM_KITS if synth.has_preset(f, 128, k)
             ] + [(f, 0, 0) for f in fonts.kits]
             font, bank, prog = kits[int(rng.integers(len(kits)))]
