@@ -14,6 +14,8 @@ Sets (each skipped with a note when absent):
 * ``displaced-test``: the held-out test split of the generated songs with displaced sections
   (``python -m onbeat.training.render --sets displaced --out data/renders_displaced``): the band
   plays whole sections off the beat while the labels keep the grid;
+* ``edm-test``, ``edm-valid``: the held-out splits of the generated electronic dance music
+  (``python -m onbeat.training.render --sets edm --out data/renders_edm``);
 * ``lmms``: the LMMS demo songs, real electronic productions rendered by LMMS with their
   sequencer grid (``python -m onbeat.training.lmms --out data/lmms``); ``lmms-train`` and
   ``lmms-test`` are its fixed halves (a model that trains on the first reports the second);
@@ -134,6 +136,8 @@ RENDER_SETS = {
     "renders-valid": ("renders", "valid"),
     "heavy-valid": ("renders_heavy", "valid"),
     "displaced-valid": ("renders_displaced", "valid"),
+    "edm-test": ("renders_edm", "test"),
+    "edm-valid": ("renders_edm", "valid"),
 }
 
 
