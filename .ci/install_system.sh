@@ -14,8 +14,9 @@ pkgs=(libportaudio2 libsndfile1 pipewire pipewire-pulse pipewire-alsa wireplumbe
       # the MIDI renderer's test (generated heavy songs, no research data): fluidsynth and
       # one small General MIDI soundfont
       libfluidsynth3 timgm6mb-soundfont
-      # the LMMS demo-song set's test renders a Debian demo song headless
-      lmms)
+      # the LMMS demo-song set's test renders a Debian demo song headless (with the LADSPA
+      # effects that the demo songs use, which lmms only recommends)
+      lmms tap-plugins caps)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

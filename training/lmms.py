@@ -22,7 +22,7 @@ speed (a reggaeton at 180 BPM); report CMLt/AMLt beside F on this set.
 
 Usage::
 
-    apt-get install lmms
+    apt-get install lmms tap-plugins caps   # caps and tap-plugins: the songs' LADSPA effects
     python -m onbeat.training.lmms --out data/lmms
 """
 
