@@ -1158,7 +1158,7 @@ EDM_STABS = {
     "anticipated": "...x.......x....",
     "pad": "x...............",
 }
-# styles: (kicks, claps, hats, basses, stabs, tempo range in BPM)
+# styles: the pattern pools (kicks, claps, hats, basses, stabs); tempo ranges in EDM_TEMPO_BPM
 EDM_STYLES: dict[str, tuple[tuple[str, ...], ...]] = {
     "house": (("four",), ("backbeat",), ("off_open", "eighths"), ("offbeat", "syncopated"),
               ("offbeat", "push", "pad", "anticipated")),
