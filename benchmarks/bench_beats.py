@@ -52,6 +52,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,24 +100,28 @@ def synthetic_set(out: Path) -> list[Item]:
     return items
 
 
+def _labelled(load: Callable[[], list], max_files: int | None) -> list[Item]:
+    """Benchmark items of a :mod:`onbeat.training.datasets` loader, those with beat labels,
+    at most ``max_files`` (empty where the loader's folder is not here)."""
+    try:
+        its = load()
+    except FileNotFoundError:
+        return []
+    return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its if i.beats is not None][
+        :max_files
+    ]
+
+
 def fof_set(max_files: int | None) -> list[Item]:
     from onbeat.training.datasets import fof_items
 
-    try:
-        its = fof_items(ROOT / "data" / "fof")
-    except FileNotFoundError:
-        return []
-    return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
+    return _labelled(lambda: fof_items(ROOT / "data" / "fof"), max_files)
 
 
 def lmms_set(max_files: int | None, split: str | None = None) -> list[Item]:
     from onbeat.training.datasets import lmms_items
 
-    try:
-        its = lmms_items(ROOT / "data" / "lmms", split)
-    except FileNotFoundError:
-        return []
-    return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its][:max_files]
+    return _labelled(lambda: lmms_items(ROOT / "data" / "lmms", split), max_files)
 
 
 # the LMMS sets by name: split (None: every song)
@@ -153,13 +158,20 @@ def named_render_set(name: str, max_files: int | None) -> list[Item] | None:
 def render_set(max_files: int | None, folder: str = "renders", split: str = "test") -> list[Item]:
     from onbeat.training.datasets import render_items
 
-    try:
-        its = render_items(ROOT / "data" / folder, split=split)
-    except FileNotFoundError:
-        return []
-    return [Item(i.name, i.audio, i.beats, i.downbeats) for i in its if i.beats is not None][
-        :max_files
-    ]
+    return _labelled(lambda: render_items(ROOT / "data" / folder, split=split), max_files)
+
+
+def named_set(name: str, max_files: int | None) -> list[Item] | None:
+    """FoF, a render set or an LMMS set by name (:data:`NAMED_SETS`; empty where it is not
+    here), or None for any other name (``synthetic`` and ``fof-cv`` are built by the caller)."""
+    if name == "fof":
+        return fof_set(max_files)
+    if (rendered := named_render_set(name, max_files)) is not None:
+        return rendered
+    return named_lmms_set(name, max_files)
+
+
+NAMED_SETS = ("fof", *RENDER_SETS, *LMMS_SETS)
 
 
 def preloaded(path: Path):
@@ -331,8 +343,6 @@ def main() -> None:
     for s in args.sets.split(","):
         if s == "synthetic":
             sets[s] = synthetic_set(tmp)
-        elif s == "fof":
-            sets[s] = fof_set(args.max_files)
         elif s == "fof-cv":
             if not args.fof_cv:
                 ap.error("the fof-cv set needs --fof-cv PREFIX=DIR,...")
@@ -340,13 +350,10 @@ def main() -> None:
             sets[s] = fof_set(args.max_files)
             for it in sets[s]:
                 it.extra["models"] = fold_model(it.name, folds)
-        elif (rendered := named_render_set(s, args.max_files)) is not None:
-            sets[s] = rendered
-        elif (songs := named_lmms_set(s, args.max_files)) is not None:
-            sets[s] = songs
+        elif (named := named_set(s, args.max_files)) is not None:
+            sets[s] = named
         else:
-            known = ", ".join([*RENDER_SETS, *LMMS_SETS])
-            ap.error(f"unknown set {s!r} (synthetic, fof, fof-cv, {known})")
+            ap.error(f"unknown set {s!r} (synthetic, fof-cv, {', '.join(NAMED_SETS)})")
     systems = ["onbeat", *[a for a in args.anchors.split(",") if a]]
     raw: dict = {}
     for set_name, items in sets.items():

@@ -235,18 +235,13 @@ def metrics(ref: np.ndarray, det_list: list[float]) -> dict:
 
 
 def load_set(name: str, max_files: int | None) -> list:
-    """FoF or any render set by name, through the benchmark's own loaders."""
+    """FoF, a render set or an LMMS set by name, through the benchmark's own loaders."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_beats as bb
 
-    if name == "fof":
-        return bb.fof_set(max_files)
-    if (rendered := bb.named_render_set(name, max_files)) is not None:
-        return rendered
-    if (songs := bb.named_lmms_set(name, max_files)) is not None:
-        return songs
-    known = ", ".join([*bb.RENDER_SETS, *bb.LMMS_SETS])
-    raise SystemExit(f"unknown set {name!r} (fof, {known})")
+    if (named := bb.named_set(name, max_files)) is not None:
+        return named
+    raise SystemExit(f"unknown set {name!r} ({', '.join(bb.NAMED_SETS)})")
 
 
 ROWS = (

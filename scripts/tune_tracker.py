@@ -63,13 +63,9 @@ def load_items(name: str, max_files: int | None) -> list:
         out = ROOT / "runs" / "tune_tracker" / "synthetic_audio"
         out.mkdir(parents=True, exist_ok=True)
         return bb.synthetic_set(out)
-    if name == "fof":
-        return bb.fof_set(max_files)
-    if (rendered := bb.named_render_set(name, max_files)) is not None:
-        return rendered
-    if (songs := bb.named_lmms_set(name, max_files)) is not None:
-        return songs
-    raise SystemExit(f"unknown set {name!r}")
+    if (named := bb.named_set(name, max_files)) is not None:
+        return named
+    raise SystemExit(f"unknown set {name!r} (synthetic, {', '.join(bb.NAMED_SETS)})")
 
 
 def capture(item, cache: Path) -> dict:
