@@ -20,10 +20,10 @@ Sources (read from ``../shared/data/midi`` or ``--data-root``; research use, nev
   the grid (``generate_heavy``'s ``displace_p``), so a model learns to keep the beat through
   sections that accent the "and".
 * ``edm``: generated electronic dance music, no source data (:func:`generate_edm`): house,
-  trance, techno, dembow and garage styles on a steady grid; four-on-the-floor or broken kicks
-  under open hats, off-beat and rolling basses, chord stabs on the "and" or in 3-3-2 figures and
-  16th arpeggios, in intro, groove, build (snare roll), drop and breakdown sections, with
-  side-chain pumping; electronic drum kits preferred; mastered loud.
+  trance, techno, dembow, garage and breakbeat styles on a steady grid; four-on-the-floor,
+  broken or rock kicks under open hats, off-beat and rolling basses, chord stabs on the "and"
+  or in 3-3-2 figures and 16th arpeggios, in intro, groove, build (snare roll), drop and
+  breakdown sections, with side-chain pumping; electronic drum kits preferred; mastered loud.
 
 Each item is a window of at most ``--max-seconds`` (60 s) after a random tempo warp
 (0.85 to 1.2, labels scaled too) and transposition (+-5 semitones; never the drums). Every part
@@ -1128,6 +1128,7 @@ EDM_KICKS = {
     "four_push": "x...x...x...x..x",
     "broken": "x.....x...x.....",
     "garage": "x.....x.x.....x.",
+    "rock": "x.......x.......",
 }
 EDM_CLAPS = {
     "backbeat": "....x.......x...",
@@ -1170,6 +1171,11 @@ EDM_STYLES: dict[str, tuple[tuple[str, ...], ...]] = {
                ("tresillo", "pad")),
     "garage": (("garage", "broken"), ("garage", "backbeat"), ("sixteenths", "off_open"),
                ("syncopated", "tresillo"), ("push", "anticipated", "pad")),
+    # a backbeat with no kick under it (breakbeat, electro, big beat): without it, a network
+    # trained on the other styles learned that a snare beat is no beat at dance tempi and
+    # fired on every other beat of a rock loop (BENCHMARKS.md, issue 3 "Session 20")
+    "breaks": (("rock", "broken"), ("backbeat",), ("eighths", "sixteenths", "off_open"),
+               ("eighths", "syncopated", "offbeat"), ("push", "pad", "offbeat")),
 }  # fmt: skip
 EDM_TEMPO_BPM = {
     "house": (118, 130),
@@ -1177,6 +1183,7 @@ EDM_TEMPO_BPM = {
     "techno": (125, 145),
     "dembow": (88, 105),
     "garage": (128, 138),
+    "breaks": (120, 150),
 }
 EDM_BASSES = (38, 39, 87, 81, 33)  # synth basses, bass+lead, saw, finger bass
 EDM_STAB_PROGRAMS = (81, 80, 90, 62, 63, 50, 4, 16)  # saw, square, polysynth, synth brass...
