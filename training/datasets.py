@@ -173,7 +173,7 @@ def render_items(
     return out
 
 
-def _fof_songs(root: str | Path, set_name: str = "fof") -> list[tuple[dict[str, Any], Item]]:
+def _manifest_songs(root: str | Path, set_name: str = "fof") -> list[tuple[dict[str, Any], Item]]:
     """Each manifest row of ``ROOT/manifest.json`` with its song as an item (split ``test``
     unless the row names one; a relative audio path is under ``ROOT``)."""
     root = Path(root)
@@ -190,13 +190,13 @@ def fof_items(root: str | Path = "data/fof") -> list[Item]:
 
     Their split is ``test``: a chart grid, reported as its own set.
     """
-    return [it for _, it in _fof_songs(root)]
+    return [it for _, it in _manifest_songs(root)]
 
 
 def lmms_items(root: str | Path = "data/lmms", split: str | None = None) -> list[Item]:
     """LMMS demo songs from ``ROOT/manifest.json`` (:mod:`onbeat.training.lmms`), optionally of
     one split (``train`` or ``test``, fixed per song)."""
-    return [it for _, it in _fof_songs(root, "lmms") if split is None or it.split == split]
+    return [it for _, it in _manifest_songs(root, "lmms") if split is None or it.split == split]
 
 
 def fof_train_items(root: str | Path = "data/fof", hold_out: Sequence[str] = ()) -> list[Item]:
@@ -220,7 +220,7 @@ def fof_train_items(root: str | Path = "data/fof", hold_out: Sequence[str] = ())
         replace(
             it, split="train", downbeats=it.downbeats if s.get("time_signature_in_chart") else None
         )
-        for s, it in _fof_songs(root)
+        for s, it in _manifest_songs(root)
         if not any(it.name.startswith(h) for h in hold_out if h)
     ]
 

@@ -521,6 +521,22 @@ def _humanize(rng: np.random.Generator, sd: float, n: int) -> Array:
     return rng.normal(0.0, sd, n)
 
 
+def _humanized(
+    notes: list[tuple[float, float, int, int]],
+    rng: np.random.Generator,
+    sd: float,
+    dur: float,
+    min_len: float,
+) -> list[tuple[float, float, int, int]]:
+    """Notes moved by :func:`_humanize` timing errors; each lasts ``dur`` s (drums) or, with
+    ``dur`` 0, its own length but at least ``min_len`` s."""
+    d = _humanize(rng, sd, len(notes))
+    return [
+        (max(0.0, a + e), max(0.0, a + e) + (dur if dur > 0 else max(min_len, z - a)), p, v)
+        for (a, z, p, v), e in zip(notes, d, strict=True)
+    ]
+
+
 def generate_band(
     beats: Array,
     bib: npt.NDArray[np.int64],
@@ -1012,11 +1028,7 @@ def generate_heavy(
         b += length
 
     def human(notes: list[tuple[float, float, int, int]], dur: float) -> list[Any]:
-        d = _humanize(rng, jitter, len(notes))
-        return [
-            (max(0.0, a + e), max(0.0, a + e) + (dur if dur > 0 else max(0.04, z - a)), p, v)
-            for (a, z, p, v), e in zip(notes, d, strict=True)
-        ]
+        return _humanized(notes, rng, jitter, dur, 0.04)
 
     g1, g2 = (int(x) for x in rng.choice(HEAVY_GUITARS, 2))
     parts = [
@@ -1300,11 +1312,7 @@ def generate_edm(
         b += n_sec
 
     def human(notes: list[tuple[float, float, int, int]], dur: float) -> list[Any]:
-        d = _humanize(rng, jitter, len(notes))
-        return [
-            (max(0.0, a + e), max(0.0, a + e) + (dur if dur > 0 else max(0.03, z - a)), p, v)
-            for (a, z, p, v), e in zip(notes, d, strict=True)
-        ]
+        return _humanized(notes, rng, jitter, dur, 0.03)
 
     pump = _pump(beats, int(rng.integers(40, 90))) if kick_on_beats and rng.random() < 0.7 else []
     parts = [
