@@ -500,12 +500,46 @@ def test_render_heavy_items_without_source_data(tmp_path):
     assert all(r["master"]["ratio"] >= 3 for r in recs.values())
 
 
-def test_render_edm_items_without_source_data(tmp_path):
+def test_render_edm_items_without_source_data(tmp_path, monkeypatch):
     """The generated EDM set needs no research data: two items, labels aligned, mastered loud,
-    a style and its sections recorded."""
-    _, _, recs = _render_generated(tmp_path, "edm", 2, 10.0)
+    a style and its sections recorded; with the analog-kick chance at 1 every song's kicks are
+    the synthesized sweep (a part of its own in the record) and the labels do not change."""
+    from onbeat.training import render
+
+    _, _, recs = _render_generated(tmp_path / "a", "edm", 2, 10.0)
     assert all(r["master"]["ratio"] >= 3 and r["style"] for r in recs.values())
     assert all(r["sections"][0] == "intro" for r in recs.values())
+    monkeypatch.setattr(render, "ANALOG_KICK_P", 1.0)
+    out, _, recs2 = _render_generated(tmp_path / "b", "edm", 2, 10.0)
+    for name, rec in recs2.items():
+        parts = [p["part"] for p in rec["parts"]]
+        assert "analog_kick" in parts and "analog_kick" not in [
+            p["part"] for p in recs[name]["parts"]
+        ]
+        for f in ("beats", "onsets"):
+            a = (tmp_path / "a" / "edm" / rec[f]).read_text()
+            assert (out / rec[f]).read_text() == a
+
+
+def test_analog_kick_is_a_falling_sine_placed_on_the_kick_notes():
+    """The synthesized kick falls in pitch (period grows) and decays; each kick note adds it at its
+    time, scaled by velocity."""
+    from onbeat.training.render import SAMPLE_RATE, _analog_kicks, analog_kick
+
+    for seed in range(5):
+        k = analog_kick(np.random.default_rng(seed), SAMPLE_RATE)
+        assert 0.2 * SAMPLE_RATE <= k.size <= SAMPLE_RATE and abs(k[-1]) < 1e-3
+        sign = np.signbit(k[: k.size // 2]).astype(int)
+        crossings = np.flatnonzero(np.diff(sign) != 0)
+        gaps = np.diff(crossings[crossings > 0.002 * SAMPLE_RATE])
+        assert gaps[-3:].mean() > gaps[:3].mean()  # pitch falls
+        first, last = np.abs(k[: k.size // 8]).max(), np.abs(k[-k.size // 8 :]).max()
+        assert last < 0.3 * first  # decays
+        sr = SAMPLE_RATE
+        x = _analog_kicks([(0.5, 0.5, 36, 127), (1.8, 1.8, 36, 64)], k, 3 * sr)
+        assert np.abs(x[: sr // 2]).max() == 0
+        a, b = np.abs(x[sr // 2 :][:400]).max(), np.abs(x[int(1.8 * sr) :][:400]).max()
+        np.testing.assert_allclose(b / a, (64 / 127) ** 2, rtol=1e-6)  # velocity 64 is softer
 
 
 def test_render_displaced_items_and_their_sections(tmp_path):

@@ -52,6 +52,7 @@ import argparse
 import csv
 import ctypes
 import ctypes.util
+import dataclasses
 import hashlib
 import json
 import logging
@@ -324,6 +325,7 @@ class Part:
     bends: list[tuple[float, int]] = field(default_factory=list)
     level_db: float = 0.0
     kits: tuple[int, ...] = ()  # drums: GM kits (bank 128) to prefer; () = any kit
+    analog_kick_p: float = 0.0  # drums: chance that the kicks are a synthesized sine sweep
 
 
 @dataclass
@@ -428,7 +430,7 @@ def _window(
                 bends.append(((t - t0) * scale, val))
         if bend_last is not None:
             bends.insert(0, (0.0, bend_last))
-        out.append(Part(p.name, notes, p.program, p.is_drum, ctrl, bends, p.level_db, p.kits))
+        out.append(dataclasses.replace(p, notes=notes, controls=ctrl, bends=bends))
     keep = (beats[:, 0] >= t0) & (beats[:, 0] < t1)
     b = beats[keep].copy()
     b[:, 0] = (b[:, 0] - t0) * scale
@@ -1163,6 +1165,7 @@ EDM_BASS = {
     "tresillo": "x..x..x.x..x..x.",
     "syncopated": "x..x..x...x..x..",
     "whole": "x...............",
+    "quarters": "x...x...x...x...",
 }
 EDM_STABS = {
     "offbeat": "..x...x...x...x.",
@@ -1173,12 +1176,13 @@ EDM_STABS = {
 }
 # styles: the pattern pools (kicks, claps, hats, basses, stabs); tempo ranges in EDM_TEMPO_BPM
 EDM_STYLES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "house": (("four",), ("backbeat",), ("off_open", "eighths"), ("offbeat", "syncopated"),
+    "house": (("four",), ("backbeat",), ("off_open", "eighths"),
+              ("offbeat", "syncopated", "quarters"),
               ("offbeat", "push", "pad", "anticipated")),
     "trance": (("four",), ("backbeat", "none"), ("off_open", "sixteenths"),
                ("offbeat", "rolling"), ("pad", "tresillo", "offbeat")),
     "techno": (("four", "four_push"), ("none", "backbeat"), ("off_open", "sixteenths", "rolling"),
-               ("rolling", "offbeat", "eighths"), ("pad", "offbeat")),
+               ("rolling", "offbeat", "eighths", "quarters"), ("pad", "offbeat")),
     "dembow": (("four",), ("dembow",), ("eighths", "off_open"), ("tresillo", "whole"),
                ("tresillo", "pad")),
     "garage": (("garage", "broken"), ("garage", "backbeat"), ("sixteenths", "off_open"),
@@ -1187,7 +1191,7 @@ EDM_STYLES: dict[str, tuple[tuple[str, ...], ...]] = {
     # trained on the other styles learned that a snare beat is no beat at dance tempi and
     # fired on every other beat of a rock loop (BENCHMARKS.md, issue 3 "Session 20")
     "breaks": (("rock", "broken"), ("backbeat",), ("eighths", "sixteenths", "off_open"),
-               ("eighths", "syncopated", "offbeat"), ("push", "pad", "offbeat")),
+               ("eighths", "syncopated", "offbeat", "quarters"), ("push", "pad", "offbeat")),
 }  # fmt: skip
 EDM_TEMPO_BPM = {
     "house": (118, 130),
@@ -1210,6 +1214,41 @@ EDM_SECTIONS = {
     "breakdown": (False, False, False, False, True, True, False),
     "build": (False, False, True, True, True, False, True),
 }
+
+
+# A synthesized kick (a sine sweep, as a TR-808 or TR-909 makes it) in place of the kit's kicks:
+# the soundfont kits' kicks all have a click, and a network trained on them and on off-beat
+# basses heard a sine kick under a bass note on the beat as an off-beat bass (BENCHMARKS.md,
+# issue 3 "Session 21"). Drawn from its own random stream, so every other draw is unchanged.
+ANALOG_KICK_P = 0.4
+KICK_PITCHES = frozenset({35, 36})
+
+
+def analog_kick(rng: np.random.Generator, sr: int) -> Array:
+    """One drum machine's kick: a sine falling from ``f0`` to ``f1`` with an exponential decay,
+    and sometimes a short noise click; the parameters are drawn from ``rng``."""
+    f1 = rng.uniform(40.0, 65.0)
+    f0 = f1 + rng.uniform(30.0, 200.0)
+    sweep, decay = rng.uniform(15.0, 60.0), rng.uniform(6.0, 25.0)
+    t = np.arange(int(min(1.0, 6.0 / decay) * sr)) / sr
+    freq = f1 + (f0 - f1) * np.exp(-t * sweep)
+    x = np.sin(2 * np.pi * np.cumsum(freq) / sr) * np.exp(-t * decay)
+    click = rng.uniform(0.0, 0.4) if rng.random() < 0.5 else 0.0
+    x += click * np.diff(rng.standard_normal(t.size), prepend=0.0) * np.exp(-t * 300.0)
+    fade = min(t.size, int(0.005 * sr))
+    x[t.size - fade :] *= np.linspace(1.0, 0.0, fade)
+    return x
+
+
+def _analog_kicks(notes: Sequence[tuple[float, float, int, int]], kick: Array, n: int) -> Array:
+    """``kick`` at each of ``notes``' times (seconds), scaled by velocity, in ``n`` samples."""
+    out = np.zeros(n, np.float64)
+    for t, _, _, v in notes:
+        s = round(t * SAMPLE_RATE)
+        e = min(n, s + kick.size)
+        if 0 <= s < e:
+            out[s:e] += (v / 127.0) ** 2 * kick[: e - s]
+    return out
 
 
 def _edm_grid(
@@ -1317,7 +1356,7 @@ def generate_edm(
     pump = _pump(beats, int(rng.integers(40, 90))) if kick_on_beats and rng.random() < 0.7 else []
     parts = [
         Part("drums", human(drums, 0.1), 0, True, level_db=float(rng.uniform(-1, 3)),
-             kits=EDM_KITS),
+             kits=EDM_KITS, analog_kick_p=ANALOG_KICK_P),
         Part("bass", human(bass, 0.0), int(rng.choice(EDM_BASSES)), controls=list(pump),
              level_db=float(rng.uniform(-4, 1))),
         Part("stabs", human(stabs, 0.0),
@@ -1574,7 +1613,16 @@ def render_item(
     gm = fonts.gm[int(rng.integers(len(fonts.gm)))]
     rendered: list[dict[str, Any]] = []
     mix = np.zeros(n, np.float64)
-    for p in wparts:
+    krng = np.random.default_rng(_item_seed(seed, item.name + "/analog_kick"))
+    for p in wparts:  # (the labels below read wparts, kicks included)
+        kicks = [x for x in p.notes if x[2] in KICK_PITCHES]
+        if p.is_drum and kicks and krng.random() < p.analog_kick_p:
+            k = _analog_kicks(kicks, analog_kick(krng, SAMPLE_RATE), n)
+            level_db = p.level_db + float(krng.uniform(-3.0, 3.0))
+            mix += k / _rms(k) * 10 ** (level_db / 20)
+            rendered.append({"part": "analog_kick", "level_db": round(level_db, 2),
+                             "notes": len(kicks)})  # fmt: skip
+            p = dataclasses.replace(p, notes=[x for x in p.notes if x[2] not in KICK_PITCHES])
         if p.is_drum:
             preferred = [
                 (f, 128, k) for f in fonts.gm for k in p.kits if synth.has_preset(f, 128, k)
