@@ -331,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="tags: keep each CV fold's model in RUN_DIR/tags/foldK (with --steps 0: CV only)",
     )
+    p.add_argument(
+        "--keep-epochs",
+        action="store_true",
+        help="beats: also export every epoch to RUN_DIR/epochs/NN",
+    )
     p.add_argument("-v", "--verbose", action="count", default=1)
 
     p = sub.add_parser("demo", help="play the built-in synthesized demo song")
@@ -687,6 +692,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             fof_weight=args.fof_weight,
             lmms_dir=Path(args.lmms) if args.lmms else None,
             lmms_weight=args.lmms_weight,
+            keep_epochs=args.keep_epochs,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

@@ -288,6 +288,7 @@ def train(
     sample_weight: Sequence[float] | None = None,
     crop_starts: Sequence[npt.NDArray[np.int64] | None] | None = None,
     onset_marks: Sequence[npt.NDArray[np.bool_] | None] | None = None,
+    on_epoch: Callable[[Any, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
     """Train (or resume) a :class:`CausalLSTM`; returns the best validation metrics.
 
@@ -331,6 +332,9 @@ def train(
     onset_marks : sequence of bool arrays or None, optional
         Per sequence, one flag per frame: the note onsets that are not beats, weighted
         ``config.onset_weight`` in output 0 (None: no marks for that sequence).
+    on_epoch : callable, optional
+        Called with the network and metrics after every epoch (e.g. to keep each epoch's
+        export, when a check other than the validation score chooses the epoch).
     """
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if config.output_weight and len(config.output_weight) != len(spec.outputs):
@@ -431,6 +435,8 @@ def train(
             torch.save(net.state_dict(), run / "best.pt")
             if on_best is not None:
                 on_best(net, best)
+        if on_epoch is not None:
+            on_epoch(net, {**metrics, "score": s})
         torch.save(
             {
                 "model": net.state_dict(),

@@ -508,6 +508,7 @@ def train_beats(
     fof_weight: float = 1.0,
     lmms_dir: Path | None = None,
     lmms_weight: float = 1.0,
+    keep_epochs: bool = False,
 ) -> dict[str, float]:
     """Train the causal beat/downbeat LSTM on rendered MIDI and export the best epoch.
 
@@ -533,6 +534,9 @@ def train_beats(
     ``lmms_dir`` adds the ``train`` half of the LMMS demo songs
     (:mod:`onbeat.training.lmms`: real electronic productions with their sequencer grid),
     sampled with ``lmms_weight``; the ``test`` half never trains.
+
+    ``keep_epochs`` also exports every epoch to ``RUN_DIR/epochs/NN`` (the best-valid epoch
+    can be one that fails a check the valid split does not hold, e.g. the synthetic loops).
 
     ``target_delay`` > 0 marks each beat that many frames late in the targets, so the network
     hears the beat's attack before it must report it; the metadata's ``delay_frames`` (1 + the
@@ -619,7 +623,7 @@ def train_beats(
         else ""
     )
 
-    def export(net: Any, metrics: dict[str, float]) -> None:
+    def export(net: Any, metrics: dict[str, float], out: Path = export_dir) -> None:
         meta = {
             "task": "online beat and downbeat activation (causal LSTM)",
             "data": f"rendered MIDI (Groove, POP909, ASAP) train split, {n_renders - n_extra} items"
@@ -689,10 +693,13 @@ def train_beats(
 
             meta["task"] = "offline beat and downbeat activation (bidirectional LSTM teacher)"
             meta["training_command"] = "onbeat train beats --bidirectional"
-            save_teacher(net, export_dir, meta)
+            save_teacher(net, out, meta)
             return
-        save_model(net, export_dir, extra=meta)
-        (export_dir / "beats.md").write_text(_card("beats", meta))
+        save_model(net, out, extra=meta)
+        (out / "beats.md").write_text(_card("beats", meta))
+
+    def export_epoch(net: Any, metrics: dict[str, float]) -> None:
+        export(net, metrics, Path(run_dir) / "epochs" / f"{int(metrics['epoch']):02d}")
 
     make_net: Any = CausalLSTM
     if bidirectional:
@@ -710,6 +717,7 @@ def train_beats(
             net, valid, target_delay, [it.downbeats for it in va_items], downbeat_gain
         ),
         on_best=export,
+        on_epoch=export_epoch if keep_epochs else None,
         augment=aug,
         context=aug.context,
         weight_decay=1e-4,
