@@ -1,0 +1,149 @@
+"""Which part of a drum loop does a beat model hear as the beat?
+
+``python scripts/diag_loops.py --models models/weights,runs/export_be3 --bpm 95,120,150``
+
+The synthetic band loop of :func:`onbeat.realtime.demo.demo_song` (kick on 1 and 3, snare on 2
+and 4, eighth hats, a bass note on every beat, chords) is rebuilt here from the same voices with
+one layer removed or changed at a time, and each model's beat activation (the torch sequence
+forward over the cached features, as ``tune_tracker.py`` replays it) is folded over the bar:
+the mean peak within ±20 ms of each beat (``b1``-``b4``) and of each "and" (``&1``-``&4``),
+bar 2 onwards. A model that hears only the snare shows high ``b2``/``b4`` and low ``b1``/``b3``,
+and the tracker then halves the tempo.
+
+Variants: ``full`` (the demo loop), ``no_hats``, ``no_snare``, ``no_bass``, ``no_chords``,
+``click_kick`` (a
+noise click on the kick), ``loud_kick`` (kick +5 dB) and ``high_kick`` (a sweep from 260 Hz).
+
+Written in session 21, when networks fine-tuned on the generated EDM songs fired on the snare
+and not on the sine kick at 120 and 150 BPM (BENCHMARKS.md, issue 3 "Session 21").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from onbeat.realtime import demo
+
+VARIANTS = (
+    "full",
+    "no_hats",
+    "no_snare",
+    "no_bass",
+    "no_chords",
+    "click_kick",
+    "loud_kick",
+    "high_kick",
+)
+
+
+def _kick(variant: str, sr: int) -> np.ndarray:
+    k = demo._kick(sr)
+    t = np.arange(k.size) / sr
+    if variant == "click_kick":
+        noise = np.diff(np.random.default_rng(1).standard_normal(k.size), prepend=0.0)
+        return k + 0.5 * noise * np.exp(-t * 300)
+    if variant == "loud_kick":
+        return 1.8 * k
+    if variant == "high_kick":
+        freq = 60 + 200 * np.exp(-t * 40)
+        return np.sin(2 * np.pi * np.cumsum(freq) / sr) * np.exp(-t * 14)
+    return k
+
+
+def loop(variant: str, bpm: float, sr: int = 44100, seconds: float = 30.0) -> tuple:
+    """The demo loop at ``bpm`` with one layer changed; returns ``(samples, beats_s)``."""
+    rng = np.random.default_rng(0)
+    out = np.zeros(int(seconds * sr))
+    period = 60.0 / bpm
+    beats = np.arange(0.5, seconds - 0.05, period)
+    kick, snare, hat = _kick(variant, sr), demo._snare(sr, rng), demo._hat(sr, rng)
+    roots = [55.0, 43.65, 49.0, 41.2]
+    chords = [
+        (220.0, 261.6, 329.6),
+        (174.6, 220.0, 261.6),
+        (196.0, 246.9, 293.7),
+        (164.8, 207.7, 246.9),
+    ]
+    for i, b in enumerate(beats):
+        s = round(b * sr)
+        bar, pos = divmod(i, 4)
+        if pos in (0, 2):
+            demo._add(out, s, (0.9 if pos == 0 else 0.7) * kick)
+        elif variant != "no_snare":
+            demo._add(out, s, 0.6 * snare)
+        if variant != "no_hats":
+            demo._add(out, s, hat)
+            demo._add(out, s + int(period / 2 * sr), 0.7 * hat)
+        if variant != "no_bass":
+            f = roots[bar % 4] * (2 if pos == 3 else 1)
+            demo._add(out, s, 0.35 * demo._tone(sr, f, period * 0.9, harmonics=4, decay=4.0))
+        if pos == 0 and variant != "no_chords":
+            for f in chords[bar % 4]:
+                demo._add(out, s, 0.08 * demo._tone(sr, f, 4 * period, harmonics=5, decay=0.8))
+    out /= max(1.0, np.max(np.abs(out)) / 0.8)
+    return out.astype(np.float32), beats
+
+
+def fold(act: np.ndarray, beats: np.ndarray, fps: float = 100.0) -> list[float]:
+    """Mean activation peak (±2 frames) at each beat and each "and" of the bar, bar 2 on."""
+    period = float(np.median(np.diff(beats)))
+    out = []
+    for pos in range(4):
+        for half in (0.0, 0.5):
+            peaks = []
+            for t in beats[pos::4][1:] + half * period:
+                i = round(t * fps)
+                if i + 3 < act.size:
+                    peaks.append(act[max(0, i - 2) : i + 3].max())
+            out.append(float(np.mean(peaks)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--models", default="models/weights", help="comma-separated model folders")
+    ap.add_argument("--bpm", default="95,120,150")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--audio-dir", default=str(ROOT / "runs" / "diag_loops"))
+    args = ap.parse_args()
+    import tune_tracker as tt  # (puts benchmarks/ on sys.path)
+
+    audio_dir = Path(args.audio_dir)
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("ONBEAT_CACHE", str(audio_dir / "cache"))
+
+    class It:
+        audio: Path
+
+    items = []
+    for bpm in (float(b) for b in args.bpm.split(",")):
+        for v in args.variants.split(","):
+            if v not in VARIANTS:
+                raise SystemExit(f"unknown variant {v!r} ({', '.join(VARIANTS)})")
+            x, beats = loop(v, bpm)
+            it = It()
+            it.audio = audio_dir / f"{v}_{bpm:g}.wav"
+            sf.write(it.audio, x, 44100)
+            items.append((bpm, v, it, beats))
+    head = " ".join(f"{p}{k + 1}" for k in range(4) for p in ("b", "&"))
+    print(f"{'model':24s} {'bpm':>4s} {'variant':10s} {head.replace(' ', '   ')}")
+    for md in args.models.split(","):
+        run = tt.model_activations(Path(md))
+        for bpm, v, it, beats in items:
+            vals = fold(run(it)[:, 0], beats)
+            print(f"{md[-24:]:24s} {bpm:4g} {v:10s} " + " ".join(f"{a:.2f}" for a in vals))
+
+
+if __name__ == "__main__":
+    main()
