@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep-epochs",
         action="store_true",
-        help="beats: also export every epoch to RUN_DIR/epochs/NN",
+        help="beats: also export every epoch to RUN_DIR/beats/epochs/NN",
     )
     p.add_argument("-v", "--verbose", action="count", default=1)
 

@@ -363,25 +363,26 @@ def test_train_beats_adds_the_lmms_train_half_only(tmp_path):
         train_beats(export_dir=tmp_path / "x", lmms_dir=tmp_path / "l", **common)
 
 
-def test_train_beats_keeps_every_epochs_export(tmp_path):
-    """``keep_epochs``: each epoch is exported to RUN_DIR/epochs/NN (loadable, with its own
-    epoch on the card), and the best epoch's export is one of them."""
+def test_train_beats_keeps_every_epochs_export(tmp_path, monkeypatch):
+    """``onbeat train beats --keep-epochs``: each epoch is exported to RUN_DIR/beats/epochs/NN
+    (loadable, with its own epoch on the card), and the best epoch's export is one of them."""
     from onbeat.models.registry import load_lstm
-    from onbeat.training.tasks import train_beats
+    from onbeat.realtime.cli import main
 
     _click_renders(tmp_path / "r", "groove", ("train", "train", "valid"), 120.0)
-    cfg = TrainConfig(epochs=2, steps_per_epoch=2, batch_size=2, crop_frames=200)
-    train_beats(
-        run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", render_dir=tmp_path / "r",
-        export_dir=tmp_path / "m", config=cfg, hidden=4, layers=1, keep_epochs=True,
-    )  # fmt: skip
-    epochs = sorted(p.name for p in (tmp_path / "run" / "epochs").iterdir())
+    monkeypatch.setenv("ONBEAT_RENDERS", str(tmp_path / "r"))
+    monkeypatch.setenv("ONBEAT_CACHE", str(tmp_path / "cache"))
+    args = ["train", "beats", "--epochs", "2", "--steps", "2", "--hidden", "4", "--layers", "1"]
+    args += ["--crop-frames", "200", "--run-dir", str(tmp_path / "run0")]
+    assert main([*args, "--export", str(tmp_path / "m"), "--keep-epochs"]) == 0
+    run = tmp_path / "run0" / "beats"
+    epochs = sorted(p.name for p in (run / "epochs").iterdir())
     assert epochs == ["01", "02"]
     arrays = {}
     for e in epochs:
-        meta = json.loads((tmp_path / "run" / "epochs" / e / "beats.json").read_text())
+        meta = json.loads((run / "epochs" / e / "beats.json").read_text())
         assert meta["epoch"] == int(e)
-        arrays[e] = load_lstm("beats", tmp_path / "run" / "epochs" / e)[1]
+        arrays[e] = load_lstm("beats", run / "epochs" / e)[1]
     best = load_lstm("beats", tmp_path / "m")[1]
     assert any(all(np.array_equal(best[k], a[k]) for k in best) for a in arrays.values())
     assert not all(np.array_equal(arrays["01"][k], arrays["02"][k]) for k in best)

@@ -780,6 +780,7 @@ def main_train(
     fof_weight: float = 1.0,
     lmms_dir: Path | None = None,
     lmms_weight: float = 1.0,
+    keep_epochs: bool = False,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -905,6 +906,7 @@ def main_train(
             fof_weight=fof_weight,
             lmms_dir=lmms_dir,
             lmms_weight=lmms_weight,
+            keep_epochs=keep_epochs,
         )
     print(json.dumps(best))
     return 0
