@@ -11,7 +11,8 @@ bar 2 onwards. A model that hears only the snare shows high ``b2``/``b4`` and lo
 and the tracker then halves the tempo.
 
 Variants: ``full`` (the demo loop), ``no_hats``, ``no_snare``, ``no_bass``, ``no_chords``,
-``click_kick`` (a
+``sf_kick``, ``sf_snare`` and ``sf_both`` (the kick, the snare or both taken from the FluidR3 GM
+kit, as the rendered training songs have them), ``click_kick`` (a
 noise click on the kick), ``loud_kick`` (kick +5 dB) and ``high_kick`` (a sweep from 260 Hz).
 
 Written in session 21, when networks fine-tuned on the generated EDM songs fired on the snare
@@ -42,10 +43,31 @@ VARIANTS = (
     "click_kick",
     "loud_kick",
     "high_kick",
+    "sf_kick",
+    "sf_snare",
+    "sf_both",
 )
 
 
+def _kit_hit(key: int) -> np.ndarray:
+    """One hit of GM drum ``key`` (velocity 110) from the first installed General MIDI font's
+    standard kit (FluidR3 where installed), peak 1."""
+    from onbeat.training.render import SAMPLE_RATE, FluidSynth, find_soundfonts
+
+    gm = sorted(find_soundfonts().gm, key=lambda f: "FluidR3" not in f.name)
+    if not gm:
+        raise SystemExit(
+            "the sf_* variants need a GM soundfont (apt-get install fluid-soundfont-gm)"
+        )
+    n = int(0.4 * SAMPLE_RATE)
+    events = [(0, 1, key, 110), (int(0.3 * SAMPLE_RATE), 0, key, 0)]
+    x = FluidSynth().render(events, n, soundfont=gm[0], bank=128, program=0, drum=True)
+    return np.asarray(x, dtype=np.float64) / np.abs(x).max()
+
+
 def _kick(variant: str, sr: int) -> np.ndarray:
+    if variant in ("sf_kick", "sf_both"):
+        return _kit_hit(36)
     k = demo._kick(sr)
     t = np.arange(k.size) / sr
     if variant == "click_kick":
@@ -66,6 +88,8 @@ def loop(variant: str, bpm: float, sr: int = 44100, seconds: float = 30.0) -> tu
     period = 60.0 / bpm
     beats = np.arange(0.5, seconds - 0.05, period)
     kick, snare, hat = _kick(variant, sr), demo._snare(sr, rng), demo._hat(sr, rng)
+    if variant in ("sf_snare", "sf_both"):
+        snare = 0.9 * _kit_hit(38)
     roots = [55.0, 43.65, 49.0, 41.2]
     chords = [
         (220.0, 261.6, 329.6),
