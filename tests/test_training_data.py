@@ -680,3 +680,47 @@ def test_pseudo_file_lists_need_no_musicnn_labels(tmp_path):
     _need_shared_data()
     files = teacher_audio(tmp_path / "none", "mer4q")
     assert len(files) > 500 and all(f.suffix == ".opus" and f.exists() for f in files)
+
+
+def test_subset_of_a_render_folder_filters_by_section_and_style(tmp_path, capsys):
+    """``python -m onbeat.training.subset``: the kept records' files are linked, not copied, the
+    splits stay, the loader reads the subset like any render folder, and a folder without a
+    manifest is a one-line error with exit status 2."""
+    from onbeat.training.subset import keep_record, main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    recs = [
+        {"name": "h0", "split": "train", "sections": ["rock_heavy/push", "skank/chug8"]},
+        {"name": "h1", "split": "train", "sections": ["punk/chug8", "halftime/push"]},
+        {"name": "h2", "split": "valid", "sections": ["gallop/gallop"]},
+        {"name": "e0", "split": "train", "style": "breaks"},
+        {"name": "e1", "split": "train", "style": "house"},
+    ]
+    for r in recs:
+        stem = r["name"]
+        r.update(audio=f"{stem}.flac", beats=f"{stem}.beats", onsets=f"{stem}.onsets")
+        r["set"] = "heavy" if stem.startswith("h") else "edm"
+        sf.write(src / r["audio"], np.zeros(4410, np.float32), 44100)
+        (src / r["beats"]).write_text("0.5 1\n1.0 2\n")
+        (src / r["onsets"]).write_text("0.5\n")
+    (src / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert not keep_record(recs[0], ["skank"]) and keep_record(recs[1], ["skank"])
+    assert keep_record(recs[3], styles=["breaks"]) and not keep_record(recs[4], styles=["breaks"])
+
+    out = tmp_path / "noskank"
+    assert main(["--src", str(src), "--out", str(out), "--drop-section", "skank"]) == 0
+    names = [json.loads(line)["name"] for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert names == ["h1", "h2", "e0", "e1"]
+    assert (out / "h1.flac").is_symlink() and (out / "h1.flac").resolve() == (src / "h1.flac")
+    assert not (out / "h0.flac").exists()
+    assert [it.name for it in D.render_items(out, split="valid")] == ["h2"]
+    assert len(D.render_items(out, split="train")) == 3
+
+    out2 = tmp_path / "breaks"
+    assert main(["--src", str(src), "--out", str(out2), "--style", "breaks"]) == 0
+    assert [it.name for it in D.render_items(out2, split="train")] == ["e0"]
+
+    assert main(["--src", str(tmp_path / "none"), "--out", str(out2)]) == 2
+    err = capsys.readouterr().out.strip().splitlines()[-1]
+    assert err.startswith("error: no manifest.jsonl")
