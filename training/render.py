@@ -901,7 +901,11 @@ HEAVY_DRUM_WEIGHTS = (3, 2, 2, 2, 3, 2, 2, 0.5)
 # backbeat at 2T, so it is only drawn where 2T stays past the trackers' range (215 BPM) after the
 # slowest time stretch (TEMPO_SCALE): 130 / 1.2 = 108 BPM, twice that 217. Labelled at T where 2T
 # is in range (the first heavy render drew it at any tempo), it taught a model to halve a 150 BPM
-# rock beat; session 10 drew it from 160 BPM, session 12 from 130 (renders_heavy2).
+# rock beat; session 10 drew it from 160 BPM, session 12 from 130 (renders_heavy2). Session 21
+# found that even from 130 it still teaches the networks to fire on the kicks only of a kick/snare
+# backbeat at 150 BPM (and, after EDM training, at 120); the beat fine-tunes since then leave the
+# songs with skank sections out (python -m onbeat.training.subset --drop-section skank). The
+# generator keeps drawing it, so the renders on disk stay reproducible.
 SKANK_MIN_BPM = 130.0
 # 16 slots per 4-beat bar: "P" palm-muted power chord, "O" open (rings to the next hit), "." rest
 HEAVY_RIFFS = {
