@@ -10,7 +10,7 @@ With the default setting the replayed beats must equal the live ones; the script
 set (``replay == live``). It prints one row per setting and set: beat F (±70 ms), CMLt, AMLt,
 downbeat F (``DB-F``, where the set has downbeat labels), and for the synthetic set the re-lock
 time after the 120 -> 138 BPM step, the beats kept through the 4 s break and the beats put into
-silence.
+silence. ``--json PATH`` writes every row, with each file's beat F (``f_by_file``).
 
     python scripts/tune_tracker.py --sets renders-valid,synthetic \\
         --grid tracker.octave_hold_beats=4,8 --grid tracker.octave_margin=2,4
@@ -213,6 +213,7 @@ def main() -> None:
                     caps[it.name] = {**c, "act": a[:n, 0], "db": a[:n, 1]}
             rows, extras = [], {}
             by_family: dict[str, list[float]] = {}
+            by_file: dict[str, float] = {}
             same = True
             consts = {k: v for k, v in kw.items() if k.startswith("_")}
             fields = {k: v for k, v in kw.items() if not k.startswith("_")}
@@ -237,6 +238,7 @@ def main() -> None:
                 if "f" in sc:
                     rows.append((sc["f"], sc["cmlt"], sc["amlt"], sc.get("db_f", np.nan)))
                     by_family.setdefault(it.name.split("_")[0], []).append(sc["f"])
+                    by_file[it.name] = float(sc["f"])
             for k, v in saved.items():
                 setattr(tracker_mod, k, v)
             m = np.nanmean(np.array(rows, dtype=np.float64), axis=0)
@@ -250,6 +252,7 @@ def main() -> None:
                 "db_f": m[3],
             }
             res.update(extras)
+            res["f_by_file"] = by_file
             if len(by_family) > 1:  # e.g. renders: groove / asap / pop909
                 res["f_by_family"] = {k: float(np.mean(v)) for k, v in sorted(by_family.items())}
             if not kw and model is None:
