@@ -100,6 +100,8 @@ def loop(variant: str, bpm: float, sr: int = 44100, seconds: float = 30.0) -> tu
     for i, b in enumerate(beats):
         s = round(b * sr)
         bar, pos = divmod(i, 4)
+        if i + 1 < len(beats):  # as demo_song: each beat's own period, to the sample
+            period = beats[i + 1] - b
         if pos in (0, 2):
             demo._add(out, s, (0.9 if pos == 0 else 0.7) * kick)
         elif variant != "no_snare":
