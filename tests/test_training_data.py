@@ -692,6 +692,7 @@ def test_subset_of_a_render_folder_filters_by_section_and_style(tmp_path, capsys
     src.mkdir()
     recs = [
         {"name": "h0", "split": "train", "sections": ["rock_heavy/push", "skank/chug8"]},
+        {"name": "h3", "split": "train", "sections": ["skank/push"], "median_ibi_s": 0.35},
         {"name": "h1", "split": "train", "sections": ["punk/chug8", "halftime/push"]},
         {"name": "h2", "split": "valid", "sections": ["gallop/gallop"]},
         {"name": "e0", "split": "train", "style": "breaks"},
@@ -705,17 +706,28 @@ def test_subset_of_a_render_folder_filters_by_section_and_style(tmp_path, capsys
         (src / r["beats"]).write_text("0.5 1\n1.0 2\n")
         (src / r["onsets"]).write_text("0.5\n")
     (src / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    assert not keep_record(recs[0], ["skank"]) and keep_record(recs[1], ["skank"])
-    assert keep_record(recs[3], styles=["breaks"]) and not keep_record(recs[4], styles=["breaks"])
+    by = {r["name"]: r for r in recs}
+    assert not keep_record(by["h0"], ["skank"]) and keep_record(by["h1"], ["skank"])
+    assert keep_record(by["e0"], styles=["breaks"]) and not keep_record(by["e1"], styles=["breaks"])
 
     out = tmp_path / "noskank"
     assert main(["--src", str(src), "--out", str(out), "--drop-section", "skank"]) == 0
     names = [json.loads(line)["name"] for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert names == ["h1", "h2", "e0", "e1"]
+    assert names == ["h1", "h2", "e0", "e1"]  # h0 and h3 had skank sections
     assert (out / "h1.flac").is_symlink() and (out / "h1.flac").resolve() == (src / "h1.flac")
     assert not (out / "h0.flac").exists()
     assert [it.name for it in D.render_items(out, split="valid")] == ["h2"]
     assert len(D.render_items(out, split="train")) == 3
+
+    # --below-bpm: only the slower skank songs go (h3 is at 171 BPM; h0 has no tempo: dropped)
+    assert keep_record(by["h3"], ["skank"], below_bpm=150.0)
+    assert not keep_record(by["h3"], ["skank"], below_bpm=180.0)
+    out3 = tmp_path / "slow_skank"
+    args = ["--drop-section", "skank", "--below-bpm", "150"]
+    assert main(["--src", str(src), "--out", str(out3), *args]) == 0
+    assert sorted(it.name for it in D.render_items(out3, split="train")) == ["e0", "e1", "h1", "h3"]
+    assert main(["--src", str(src), "--out", str(out3), *args[:2]]) == 0  # re-run: h3 unlinked
+    assert not (out3 / "h3.flac").exists() and (out3 / "h1.flac").exists()
 
     out2 = tmp_path / "breaks"
     assert main(["--src", str(src), "--out", str(out2), "--style", "breaks"]) == 0

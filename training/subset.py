@@ -10,6 +10,8 @@ Filters (each may be repeated; an item must pass all of them):
 
 * ``--drop-section NAME``: drop items whose generated sections (``sections``, recorded as
   ``drums/riff`` by the heavy generator) use the drum pattern ``NAME`` anywhere in the song;
+  with ``--below-bpm X``, only those whose rendered tempo (``60 / median_ibi_s``, after the
+  time stretch) is below ``X``;
 * ``--style NAME``: keep only items of this generated style (``style``, the EDM set).
 
 Why: in session 21 the heavy set's ``skank`` sections (kick on the beat, snare on the "and")
@@ -35,17 +37,26 @@ FILE_KEYS = ("audio", "beats", "onsets")
 
 
 def keep_record(
-    rec: dict[str, Any], drop_sections: Sequence[str] = (), styles: Sequence[str] = ()
+    rec: dict[str, Any],
+    drop_sections: Sequence[str] = (),
+    styles: Sequence[str] = (),
+    below_bpm: float | None = None,
 ) -> bool:
     """Whether a manifest record passes the filters (see the module docstring)."""
     drums = {str(s).split("/")[0] for s in rec.get("sections", ())}
     if drums & set(drop_sections):
-        return False
+        ibi = rec.get("median_ibi_s")
+        if below_bpm is None or not ibi or 60.0 / ibi < below_bpm:
+            return False
     return not styles or rec.get("style") in styles
 
 
 def write_subset(
-    src: Path, out: Path, drop_sections: Sequence[str] = (), styles: Sequence[str] = ()
+    src: Path,
+    out: Path,
+    drop_sections: Sequence[str] = (),
+    styles: Sequence[str] = (),
+    below_bpm: float | None = None,
 ) -> tuple[int, int]:
     """Write the subset folder; returns ``(kept, dropped)``. Re-running replaces it."""
     from onbeat.training.datasets import manifest_records
@@ -59,7 +70,7 @@ def write_subset(
     kept: list[dict[str, Any]] = []
     dropped = 0
     for rec in manifest_records(src):
-        if not keep_record(rec, drop_sections, styles):
+        if not keep_record(rec, drop_sections, styles, below_bpm):
             dropped += 1
             continue
         kept.append(rec)
@@ -69,6 +80,10 @@ def write_subset(
                 if link.is_symlink() or link.exists():
                     link.unlink()
                 link.symlink_to(src / rec[key])
+    wanted = {r[k] for r in kept for k in FILE_KEYS if k in r}
+    for p in out.iterdir():  # links of an earlier run that this one drops
+        if p.is_symlink() and p.name not in wanted:
+            p.unlink()
     tmp = out / ".manifest.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     tmp.replace(out / "manifest.jsonl")
@@ -83,10 +98,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--drop-section", action="append", default=[], metavar="NAME")
     ap.add_argument("--style", action="append", default=[], metavar="NAME")
+    ap.add_argument(
+        "--below-bpm", type=float, default=None, help="--drop-section only below this tempo"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
-        kept, dropped = write_subset(Path(args.src), Path(args.out), args.drop_section, args.style)
+        kept, dropped = write_subset(
+            Path(args.src), Path(args.out), args.drop_section, args.style, args.below_bpm
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}")
         return 2
