@@ -6,6 +6,7 @@ beats and downbeats; :func:`click_track` renders plain clicks. Both are determin
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,9 @@ def demo_song(
     bpm_after: float | None = None,
     change_s: float = 15.0,
     break_span_s: tuple[float, float] | None = None,
+    mute: Collection[str] = (),
+    kick: npt.NDArray[np.float64] | None = None,
+    snare: npt.NDArray[np.float64] | None = None,
 ) -> Synth:
     """A 4/4 band loop: kick on 1 and 3, snare on 2 and 4, eighth hi-hats, bass and chords.
 
@@ -104,7 +108,15 @@ def demo_song(
     break_span_s : (float, float), optional
         A break: drums and bass are silent between these times, the chords go on. The ground
         truth keeps every beat of the grid.
+    mute : collection of str
+        Layers left out (``"kick"``, ``"snare"``, ``"hats"``, ``"bass"``, ``"chords"``); the
+        rest is unchanged, sample for sample (``scripts/diag_loops.py`` probes models so).
+    kick, snare : ndarray, optional
+        Sounds (at ``sample_rate_hz``, peak about 1) played instead of the synthesized ones.
     """
+    unknown = set(mute) - {"kick", "snare", "hats", "bass", "chords"}
+    if unknown:
+        raise ValueError(f"unknown layers to mute: {', '.join(sorted(unknown))}")
     sr = sample_rate_hz
     rng = np.random.default_rng(seed)
     n = int(duration_s * sr)
@@ -117,7 +129,9 @@ def demo_song(
         before = np.arange(first, change_s, period)
         after = np.arange(before[-1] + 60.0 / bpm_after, duration_s - 0.05, 60.0 / bpm_after)
         beats = np.concatenate([before, after])
-    kick, snare, hat = _kick(sr), _snare(sr, rng), _hat(sr, rng)
+    synth_kick, synth_snare, hat = _kick(sr), _snare(sr, rng), _hat(sr, rng)
+    kick = synth_kick if kick is None else kick
+    snare = synth_snare if snare is None else snare
     roots = [55.0, 43.65, 49.0, 41.2]  # A1, F1, G1, E1
     chords = [
         (220.0, 261.6, 329.6),
@@ -132,20 +146,21 @@ def demo_song(
         if i + 1 < len(beats):
             period = beats[i + 1] - b
         if break_span_s is None or not break_span_s[0] <= b < break_span_s[1]:
-            _add(out, s, (0.9 if pos == 0 else 0.7) * kick if pos in (0, 2) else 0.6 * snare)
-            _add(out, s, hat)
-            _add(out, s + int(period / 2 * sr), 0.7 * hat)
-            onsets += [b, b + period / 2]
-            root = roots[bar % 4]
-            _add(
-                out,
-                s,
-                0.35
-                * _tone(sr, root * (2 if pos == 3 else 1), period * 0.9, harmonics=4, decay=4.0),
-            )
+            if pos in (0, 2) and "kick" not in mute:
+                _add(out, s, (0.9 if pos == 0 else 0.7) * kick)
+            elif pos in (1, 3) and "snare" not in mute:
+                _add(out, s, 0.6 * snare)
+            onsets.append(b)
+            if "hats" not in mute:
+                _add(out, s, hat)
+                _add(out, s + int(period / 2 * sr), 0.7 * hat)
+                onsets.append(b + period / 2)
+            if "bass" not in mute:
+                root = roots[bar % 4] * (2 if pos == 3 else 1)
+                _add(out, s, 0.35 * _tone(sr, root, period * 0.9, harmonics=4, decay=4.0))
         elif pos == 0:
             onsets.append(b)
-        if pos == 0:
+        if pos == 0 and "chords" not in mute:
             for f in chords[bar % 4]:
                 _add(out, s, 0.08 * _tone(sr, f, 4 * period, harmonics=5, decay=0.8))
     out /= max(1.0, np.max(np.abs(out)) / 0.8)

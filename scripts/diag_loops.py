@@ -65,7 +65,8 @@ def _kit_hit(key: int) -> np.ndarray:
     return np.asarray(x, dtype=np.float64) / np.abs(x).max()
 
 
-def _kick(variant: str, sr: int) -> np.ndarray:
+def _kick(variant: str, sr: int) -> np.ndarray | None:
+    """The kick a variant plays instead of the demo's (None: the demo's own)."""
     if variant in ("sf_kick", "sf_both"):
         return _kit_hit(36)
     k = demo._kick(sr)
@@ -78,45 +79,20 @@ def _kick(variant: str, sr: int) -> np.ndarray:
     if variant == "high_kick":
         freq = 60 + 200 * np.exp(-t * 40)
         return np.sin(2 * np.pi * np.cumsum(freq) / sr) * np.exp(-t * 14)
-    return k
+    return None
 
 
 def loop(variant: str, bpm: float, sr: int = 44100, seconds: float = 30.0) -> tuple:
     """The demo loop at ``bpm`` with one layer changed; returns ``(samples, beats_s)``."""
-    rng = np.random.default_rng(0)
-    out = np.zeros(int(seconds * sr))
-    period = 60.0 / bpm
-    beats = np.arange(0.5, seconds - 0.05, period)
-    kick, snare, hat = _kick(variant, sr), demo._snare(sr, rng), demo._hat(sr, rng)
-    if variant in ("sf_snare", "sf_both"):
-        snare = 0.9 * _kit_hit(38)
-    roots = [55.0, 43.65, 49.0, 41.2]
-    chords = [
-        (220.0, 261.6, 329.6),
-        (174.6, 220.0, 261.6),
-        (196.0, 246.9, 293.7),
-        (164.8, 207.7, 246.9),
-    ]
-    for i, b in enumerate(beats):
-        s = round(b * sr)
-        bar, pos = divmod(i, 4)
-        if i + 1 < len(beats):  # as demo_song: each beat's own period, to the sample
-            period = beats[i + 1] - b
-        if pos in (0, 2):
-            demo._add(out, s, (0.9 if pos == 0 else 0.7) * kick)
-        elif variant != "no_snare":
-            demo._add(out, s, 0.6 * snare)
-        if variant != "no_hats":
-            demo._add(out, s, hat)
-            demo._add(out, s + int(period / 2 * sr), 0.7 * hat)
-        if variant != "no_bass":
-            f = roots[bar % 4] * (2 if pos == 3 else 1)
-            demo._add(out, s, 0.35 * demo._tone(sr, f, period * 0.9, harmonics=4, decay=4.0))
-        if pos == 0 and variant != "no_chords":
-            for f in chords[bar % 4]:
-                demo._add(out, s, 0.08 * demo._tone(sr, f, 4 * period, harmonics=5, decay=0.8))
-    out /= max(1.0, np.max(np.abs(out)) / 0.8)
-    return out.astype(np.float32), beats
+    song = demo.demo_song(
+        duration_s=seconds,
+        bpm=bpm,
+        sample_rate_hz=sr,
+        mute=[variant.removeprefix("no_")] if variant.startswith("no_") else (),
+        kick=_kick(variant, sr),
+        snare=0.9 * _kit_hit(38) if variant in ("sf_snare", "sf_both") else None,
+    )
+    return song.samples, song.beats_s
 
 
 def fold(act: np.ndarray, beats: np.ndarray, fps: float = 100.0) -> list[float]:

@@ -40,3 +40,8 @@ def test_fold_reads_each_beat_and_each_and():
         act[round((t + 0.25) * 100)] = 0.05
     vals = diag_loops.fold(act, beats)
     np.testing.assert_allclose(vals, [0.3, 0.05, 0.8, 0.05, 0.3, 0.05, 0.8, 0.05])
+
+
+def test_demo_song_rejects_an_unknown_layer():
+    with pytest.raises(ValueError, match="unknown layers to mute: cymbals"):
+        demo_song(duration_s=2.0, mute=["cymbals"])
