@@ -1619,8 +1619,8 @@ def render_item(
     mix = np.zeros(n, np.float64)
     krng = np.random.default_rng(_item_seed(seed, item.name + "/analog_kick"))
     for p in wparts:  # (the labels below read wparts, kicks included)
-        kicks = [x for x in p.notes if x[2] in KICK_PITCHES]
-        if p.is_drum and kicks and krng.random() < p.analog_kick_p:
+        kicks = [x for x in p.notes if x[2] in KICK_PITCHES] if p.analog_kick_p > 0 else []
+        if kicks and krng.random() < p.analog_kick_p:
             k = _analog_kicks(kicks, analog_kick(krng, SAMPLE_RATE), n)
             level_db = p.level_db + float(krng.uniform(-3.0, 3.0))
             mix += k / _rms(k) * 10 ** (level_db / 20)
