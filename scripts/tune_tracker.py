@@ -68,6 +68,25 @@ def load_items(name: str, max_files: int | None) -> list:
     raise SystemExit(f"unknown set {name!r} (synthetic, {', '.join(bb.NAMED_SETS)})")
 
 
+_MANIFESTS: dict[Path, dict[str, set[str]]] = {}
+
+
+def sections_of(items: list, name: str) -> set[str]:
+    """Drum sections of a render item (``sections`` in its folder's manifest; empty if none)."""
+    it = next(i for i in items if i.name == name)
+    folder = Path(it.audio).parent
+    if folder not in _MANIFESTS:
+        table: dict[str, set[str]] = {}
+        man = folder / "manifest.jsonl"
+        if man.exists():
+            for line in man.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    table[rec["name"]] = {str(x).split("/")[0] for x in rec.get("sections", ())}
+        _MANIFESTS[folder] = table
+    return _MANIFESTS[folder].get(name, set())
+
+
 def capture(item, cache: Path) -> dict:
     """Activations the live tracker saw for one file (cached)."""
     from diag_beats import capture_onbeat
@@ -155,6 +174,12 @@ def main() -> None:
     )
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "tune_tracker")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--by-section",
+        default="",
+        help="NAME: also print F over the render items with and without this generated section "
+        "(e.g. skank; read from the folder's manifest.jsonl)",
+    )
     ap.add_argument(
         "--models", default="", help="DIR,DIR: beat models to compare (see above); '.' = in use"
     )
@@ -268,6 +293,23 @@ def main() -> None:
                 f"DB-F {m[3]:.3f} {ex}",
                 flush=True,
             )
+            if args.by_section and by_file:
+                with_s = [f for n, f in by_file.items() if args.by_section in sections_of(items, n)]
+                without = [
+                    f for n, f in by_file.items() if args.by_section not in sections_of(items, n)
+                ]
+                res["f_by_section"] = {
+                    f"with {args.by_section}": float(np.mean(with_s)) if with_s else None,
+                    f"without {args.by_section}": float(np.mean(without)) if without else None,
+                }
+                print(
+                    f"{'':14s}   F with {args.by_section} "
+                    + (f"{np.mean(with_s):.3f}" if with_s else "-")
+                    + f" ({len(with_s)}), without "
+                    + (f"{np.mean(without):.3f}" if without else "-")
+                    + f" ({len(without)})",
+                    flush=True,
+                )
             if "f_by_family" in res:
                 fams = ", ".join(
                     f"{k} {v:.3f} ({len(by_family[k])})" for k, v in res["f_by_family"].items()
