@@ -293,21 +293,18 @@ def main() -> None:
                 f"DB-F {m[3]:.3f} {ex}",
                 flush=True,
             )
-            if args.by_section and by_file:
-                with_s = [f for n, f in by_file.items() if args.by_section in sections_of(items, n)]
-                without = [
-                    f for n, f in by_file.items() if args.by_section not in sections_of(items, n)
-                ]
+            sec = args.by_section
+            with_s = [f for n, f in by_file.items() if sec and sec in sections_of(items, n)]
+            if with_s:  # only sets whose manifest records that section
+                without = [f for n, f in by_file.items() if sec not in sections_of(items, n)]
                 res["f_by_section"] = {
-                    f"with {args.by_section}": float(np.mean(with_s)) if with_s else None,
-                    f"without {args.by_section}": float(np.mean(without)) if without else None,
+                    f"with {sec}": float(np.mean(with_s)),
+                    f"without {sec}": float(np.mean(without)) if without else None,
                 }
+                wo = f"{np.mean(without):.3f}" if without else "-"
                 print(
-                    f"{'':14s}   F with {args.by_section} "
-                    + (f"{np.mean(with_s):.3f}" if with_s else "-")
-                    + f" ({len(with_s)}), without "
-                    + (f"{np.mean(without):.3f}" if without else "-")
-                    + f" ({len(without)})",
+                    f"{'':14s}   F with {sec} {np.mean(with_s):.3f} ({len(with_s)}), "
+                    f"without {wo} ({len(without)})",
                     flush=True,
                 )
             if "f_by_family" in res:
