@@ -16,7 +16,9 @@ pkgs=(libportaudio2 libsndfile1 pipewire pipewire-pulse pipewire-alsa wireplumbe
       libfluidsynth3 timgm6mb-soundfont
       # the LMMS demo-song set's test renders a Debian demo song headless (with the LADSPA
       # effects that the demo songs use, which lmms only recommends)
-      lmms tap-plugins caps)
+      lmms tap-plugins caps
+      # tracker-module labels (training.modules): libopenmpt renders a module the test writes
+      libopenmpt0)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,9 @@ Sets (each skipped with a note when absent):
   plays whole sections off the beat while the labels keep the grid;
 * ``edm-test``, ``edm-valid``: the held-out splits of the generated electronic dance music
   (``python -m onbeat.training.render --sets edm --out data/renders_edm``);
+* ``modules-test``, ``modules-valid``: tracker modules of Debian game packages rendered by
+  libopenmpt with their row grid as beats, split by package
+  (``python -m onbeat.training.modules --out data/modules``);
 * ``lmms``: the LMMS demo songs, real electronic productions rendered by LMMS with their
   sequencer grid (``python -m onbeat.training.lmms --out data/lmms``); ``lmms-train`` and
   ``lmms-test`` are its fixed halves (a model that trains on the first reports the second);
@@ -143,6 +146,9 @@ RENDER_SETS = {
     "displaced-valid": ("renders_displaced", "valid"),
     "edm-test": ("renders_edm", "test"),
     "edm-valid": ("renders_edm", "valid"),
+    # tracker modules of Debian game packages (python -m onbeat.training.modules)
+    "modules-test": ("modules", "test"),
+    "modules-valid": ("modules", "valid"),
 }
 
 
