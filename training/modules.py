@@ -60,7 +60,12 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 from onbeat.training.datasets import SAMPLE_RATE, manifest_records
-from onbeat.training.fof import DRUM_ENVELOPE_LATENCY_S, active_range, calibrate_offset
+from onbeat.training.fof import (
+    DRUM_ENVELOPE_LATENCY_S,
+    active_range,
+    calibrate_offset,
+    onset_envelope,
+)
 
 __all__ = [
     "Rendered",
@@ -464,8 +469,6 @@ def process(mf: ModuleFile, out: Path, min_f: float = 0.5) -> dict[str, Any]:
     keep = (beats >= a0 - 0.05) & (beats <= a1)
     beats, bib = beats[keep], bib[keep]
     ons = r.onsets_s[(r.onsets_s >= a0 - 0.05) & (r.onsets_s <= a1)]
-    from onbeat.training.fof import onset_envelope
-
     lag, sc = calibrate_offset(onset_envelope(mono), beats, DRUM_ENVELOPE_LATENCY_S)
     flac = out / f"{mf.name}.flac"
     sf.write(flac, r.audio / max(peak, 1.0), SAMPLE_RATE, subtype="PCM_16")
