@@ -68,23 +68,16 @@ def load_items(name: str, max_files: int | None) -> list:
     raise SystemExit(f"unknown set {name!r} (synthetic, {', '.join(bb.NAMED_SETS)})")
 
 
-_MANIFESTS: dict[Path, dict[str, set[str]]] = {}
+def sections_by_item(items: list) -> dict[str, set[str]]:
+    """Drum sections of each render item (``sections`` in its folder's manifest; empty if none)."""
+    from onbeat.training.datasets import manifest_records
+    from onbeat.training.subset import section_drums
 
-
-def sections_of(items: list, name: str) -> set[str]:
-    """Drum sections of a render item (``sections`` in its folder's manifest; empty if none)."""
-    it = next(i for i in items if i.name == name)
-    folder = Path(it.audio).parent
-    if folder not in _MANIFESTS:
-        table: dict[str, set[str]] = {}
-        man = folder / "manifest.jsonl"
-        if man.exists():
-            for line in man.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    table[rec["name"]] = {str(x).split("/")[0] for x in rec.get("sections", ())}
-        _MANIFESTS[folder] = table
-    return _MANIFESTS[folder].get(name, set())
+    tables: dict[Path, dict[str, set[str]]] = {}
+    for folder in {Path(it.audio).parent for it in items}:
+        if (folder / "manifest.jsonl").exists():
+            tables[folder] = {r["name"]: section_drums(r) for r in manifest_records(folder)}
+    return {it.name: tables.get(Path(it.audio).parent, {}).get(it.name, set()) for it in items}
 
 
 def capture(item, cache: Path) -> dict:
@@ -221,6 +214,7 @@ def main() -> None:
     results = []
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         items = load_items(set_name, args.max_files)
+        sections = sections_by_item(items) if args.by_section else {}
         caps = {}
         for it in items:
             print(f"capture {set_name}/{it.name}", file=sys.stderr, flush=True)
@@ -294,9 +288,9 @@ def main() -> None:
                 flush=True,
             )
             sec = args.by_section
-            with_s = [f for n, f in by_file.items() if sec and sec in sections_of(items, n)]
+            with_s = [f for n, f in by_file.items() if sec and sec in sections[n]]
             if with_s:  # only sets whose manifest records that section
-                without = [f for n, f in by_file.items() if sec not in sections_of(items, n)]
+                without = [f for n, f in by_file.items() if sec not in sections[n]]
                 res["f_by_section"] = {
                     f"with {sec}": float(np.mean(with_s)),
                     f"without {sec}": float(np.mean(without)) if without else None,

@@ -54,6 +54,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,7 @@ from onbeat.training.fof import (
     calibrate_offset,
     onset_envelope,
 )
+from onbeat.training.render import split_of, write_splits
 
 __all__ = [
     "Rendered",
@@ -289,11 +291,9 @@ def beat_grid(r: Rendered, rows_per_beat: int, rows_per_measure: int) -> tuple[F
     on = (r.row % rows_per_beat) == 0
     t = r.row_s[on]
     if rows_per_measure % rows_per_beat == 0:
-        per_bar = rows_per_measure // rows_per_beat
         bib = (r.row[on] % rows_per_measure) // rows_per_beat + 1
     else:
-        per_bar = 4
-        bib = np.arange(t.shape[0]) % per_bar + 1
+        bib = np.arange(t.shape[0]) % 4 + 1
     return t, bib.astype(np.float64)
 
 
@@ -319,12 +319,12 @@ def choose_level(
     import mir_eval
 
     scores: dict[str, float] = {}
+    if reference_s.shape[0] < 4:
+        return None, scores
     for rpb in sorted({*LEVELS, *([hint] if hint else [])}):
         t, _ = beat_grid(r, rpb, rpb * 4)
-        bpm = _median_bpm(t)
-        if not BPM_RANGE[0] <= bpm <= BPM_RANGE[1] or reference_s.shape[0] < 4:
-            continue
-        scores[str(rpb)] = float(mir_eval.beat.f_measure(reference_s, t))
+        if BPM_RANGE[0] <= _median_bpm(t) <= BPM_RANGE[1]:
+            scores[str(rpb)] = float(mir_eval.beat.f_measure(reference_s, t))
     if not scores:
         return None, scores
     ranked = sorted(scores, key=lambda k: (scores[k], k == str(hint), k == "4"), reverse=True)
@@ -345,8 +345,7 @@ def librosa_beats(x: npt.NDArray[np.float32], sr: int = SAMPLE_RATE) -> F64:
 def module_split(package: str) -> str:
     """Fixed split of a package: ``sha1('modules:PACKAGE')`` % 100 < 80 train, < 90 valid,
     else test."""
-    h = int(hashlib.sha1(f"modules:{package}".encode()).hexdigest()[:8], 16) % 100
-    return "train" if h < 80 else ("valid" if h < 90 else "test")
+    return split_of("modules", package)
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,7 +373,7 @@ def _is_module(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(SUFFIXES)
 
 
-def _package_files(package: str, root: Path) -> list[Path]:
+def _module_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if _is_module(p))
 
 
@@ -425,7 +424,7 @@ def _unpack(pkg: str, work: Path) -> list[Path] | None:
             full = Path(tmp) / "x"
             subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(full)], check=True)
             dest.mkdir(parents=True, exist_ok=True)
-            for p in _package_files(pkg, full):  # keep only the modules (and nothing else)
+            for p in _module_files(full):  # keep only the modules (and nothing else)
                 q = dest / p.relative_to(full)
                 q.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(p), q)
@@ -433,7 +432,7 @@ def _unpack(pkg: str, work: Path) -> list[Path] | None:
             if cr is not None:
                 shutil.copy(cr, dest / "copyright")
         (dest / ".done").write_text("")
-    return _package_files(pkg, dest)
+    return _module_files(dest)
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,17 +508,9 @@ def _append(path: Path, rec: dict[str, Any]) -> None:
 
 
 def _write_splits(out: Path) -> None:
-    pieces = sorted({(r["piece"], r["split"]) for r in manifest_records(out)})
-    data = {
-        "method": "sha1('modules:PACKAGE') first 8 hex digits as int, % 100: <80 train, <90 "
-        "valid, else test",
-        "modules": {
-            "n_pieces": len(pieces),
-            "valid": [p for p, s in pieces if s == "valid"],
-            "test": [p for p, s in pieces if s == "test"],
-        },
-    }
-    (out / "splits.json").write_text(json.dumps(data, indent=1) + "\n")
+    # render.write_splits reads only each item's piece (here the package) and split
+    recs = [SimpleNamespace(piece=r["piece"], split=r["split"]) for r in manifest_records(out)]
+    write_splits(out, ["modules"], {"modules": recs})  # type: ignore[dict-item]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

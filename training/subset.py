@@ -36,6 +36,11 @@ __all__ = ["keep_record", "main", "write_subset"]
 FILE_KEYS = ("audio", "beats", "onsets")
 
 
+def section_drums(rec: dict[str, Any]) -> set[str]:
+    """The drum patterns of a record's generated sections (``sections``: ``drums/riff``)."""
+    return {str(s).split("/")[0] for s in rec.get("sections", ())}
+
+
 def keep_record(
     rec: dict[str, Any],
     drop_sections: Sequence[str] = (),
@@ -43,8 +48,7 @@ def keep_record(
     below_bpm: float | None = None,
 ) -> bool:
     """Whether a manifest record passes the filters (see the module docstring)."""
-    drums = {str(s).split("/")[0] for s in rec.get("sections", ())}
-    if drums & set(drop_sections):
+    if section_drums(rec) & set(drop_sections):
         ibi = rec.get("median_ibi_s")
         if below_bpm is None or not ibi or 60.0 / ibi < below_bpm:
             return False
