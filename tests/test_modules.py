@@ -159,3 +159,72 @@ def test_cli_missing_file_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     assert main(["--out", str(tmp_path / "o"), "--files", str(tmp_path / "nope.mod")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("modules: no such file") and "\n" not in err
+
+
+def test_tempo_and_pitch_factors_keep_the_rows_exact() -> None:
+    from onbeat.training.modules import render_module
+
+    data = make_mod()
+    for tempo in (0.8, 1.25):
+        r = render_module(data, tempo_factor=tempo, pitch_factor=1.12)
+        # the rows follow the new tempo, and the wrap-around at the end is still dropped
+        assert r.row.tolist() == list(range(64)) * 3
+        # libopenmpt plays a tick as a whole number of samples (882 / tempo, rounded), so the
+        # rows lie on a constant period within a sample per tick of the exact one
+        period, start = np.polyfit(np.arange(192), r.row_s, 1)
+        assert period == pytest.approx(ROW_S / tempo, abs=6 / 44100)
+        np.testing.assert_allclose(r.row_s, start + np.arange(192) * period, atol=0.5e-3)
+        assert r.duration_s == pytest.approx(192 * ROW_S / tempo, abs=0.02)
+        assert abs(r.audio.shape[0] / 44100 - 192 * ROW_S / tempo) < 0.5
+    # transposing alone moves no row
+    r = render_module(data, pitch_factor=0.8)
+    np.testing.assert_allclose(r.row_s, np.arange(192) * ROW_S, atol=0.5e-3)
+
+
+def test_variant_factors_spread_and_stay_in_range() -> None:
+    from onbeat.training.modules import BPM_RANGE, STRETCH_RANGE, variant_factors
+
+    rec = {"name": "mod_x_song", "median_ibi_s": 0.48}  # 125 BPM
+    f = [variant_factors(rec, k, 3) for k in range(3)]
+    assert f == [variant_factors(rec, k, 3) for k in range(3)]  # deterministic
+    tempos = [t for t, _ in f]
+    assert tempos == sorted(tempos)  # one per stratum, slow to fast
+    assert STRETCH_RANGE[0] <= tempos[0] and tempos[-1] <= STRETCH_RANGE[1]
+    assert all(2 ** (-3 / 12) <= p <= 2 ** (3 / 12) for _, p in f)
+    fast = {"name": "mod_x_fast", "median_ibi_s": 60 / 200}  # 200 BPM: only a little faster
+    for k in range(4):
+        t, _ = variant_factors(fast, k, 4)
+        assert 200 * t <= BPM_RANGE[1] + 1e-9
+
+
+def test_cli_stretch_adds_exact_training_variants(tmp_path: Path) -> None:
+    from onbeat.training.datasets import manifest_records, render_items
+    from onbeat.training.modules import main
+
+    mod = tmp_path / "song.mod"
+    mod.write_bytes(make_mod(n_orders=4))
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--files", str(mod), "--stretch", "2"]) == 0
+    recs = {r["name"]: r for r in manifest_records(out)}
+    assert set(recs) == {"mod_local_song", "mod_local_song_tempo0", "mod_local_song_tempo1"}
+    items = {it.name: it for it in render_items(out, split="train")}
+    for k in range(2):
+        rec = recs[f"mod_local_song_tempo{k}"]
+        assert rec["stretch_of"] == "mod_local_song" and rec["split"] == "train"
+        tempo = rec["tempo_factor"]
+        beats = items[rec["name"]].beats
+        assert beats is not None
+        # a constant grid at the new tempo (to a sample per tick, as above)
+        beat_s, start = np.polyfit(np.arange(beats.shape[0]), beats, 1)
+        assert beat_s == pytest.approx(4 * ROW_S / tempo, abs=4 * 6 / 44100)
+        np.testing.assert_allclose(beats, start + np.arange(beats.shape[0]) * beat_s, atol=1e-3)
+        assert abs(start) < 1e-3
+        assert "peak_dbfs" in rec["augment"]
+    assert (
+        recs["mod_local_song_tempo0"]["tempo_factor"]
+        < 1.0
+        < recs["mod_local_song_tempo1"]["tempo_factor"]
+    )
+    # resumable: nothing is rendered twice
+    assert main(["--out", str(out), "--files", str(mod), "--stretch", "2"]) == 0
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 3

@@ -67,7 +67,7 @@ from onbeat.training.fof import (
     calibrate_offset,
     onset_envelope,
 )
-from onbeat.training.render import split_of, write_splits
+from onbeat.training.render import augment, item_seed, split_of, write_splits
 
 __all__ = [
     "Rendered",
@@ -110,6 +110,11 @@ BPM_RANGE = (55.0, 215.0)
 MIN_DURATION_S = 12.0
 #: libopenmpt stops a song at its first loop-back; this caps a song that never loops back.
 MAX_DURATION_S = 600.0
+#: Tempo factors of the training variants (``--stretch``), log-uniform, each variant in its own
+#: stratum of this range and the song's tempo kept inside :data:`BPM_RANGE`.
+STRETCH_RANGE = (0.8, 1.25)
+#: Transposition of the training variants, uniform in +-this many semitones.
+PITCH_SEMITONES = 3.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,6 +154,8 @@ def _lib() -> ctypes.CDLL:
     lib.openmpt_module_set_repeat_count.argtypes = [p, i32]
     lib.openmpt_module_get_duration_seconds.restype = ctypes.c_double
     lib.openmpt_module_get_duration_seconds.argtypes = [p]
+    lib.openmpt_module_ctl_set_floatingpoint.restype = ctypes.c_int
+    lib.openmpt_module_ctl_set_floatingpoint.argtypes = [p, ctypes.c_char_p, ctypes.c_double]
     _LIB = lib
     return lib
 
@@ -193,7 +200,12 @@ def module_bytes(path: str | Path) -> bytes:
 
 
 def render_module(
-    data: bytes, sr: int = SAMPLE_RATE, max_s: float = MAX_DURATION_S, chunk: int = CHUNK
+    data: bytes,
+    sr: int = SAMPLE_RATE,
+    max_s: float = MAX_DURATION_S,
+    chunk: int = CHUNK,
+    tempo_factor: float = 1.0,
+    pitch_factor: float = 1.0,
 ) -> Rendered:
     """Render a module's bytes once through and log its rows.
 
@@ -208,6 +220,12 @@ def render_module(
     chunk : int
         Frames rendered between two reads of the position; a row's start is logged at the
         middle of the block in which it began (error at most ``chunk / 2`` frames).
+    tempo_factor : float
+        Playback speed of the rows (libopenmpt ``play.tempo_factor``): the song is played as
+        its musician would have at ``tempo_factor`` times the tempo. Samples keep their sound;
+        only the time between rows changes, and the logged rows follow it exactly.
+    pitch_factor : float
+        Transposition as a frequency ratio (``play.pitch_factor``); row times do not change.
 
     Raises
     ------
@@ -223,8 +241,15 @@ def render_module(
     if not mod:
         raise ModuleError(f"libopenmpt cannot read it (error {err.value})")
     try:
+        for key, value in (
+            (b"play.tempo_factor", tempo_factor),
+            (b"play.pitch_factor", pitch_factor),
+        ):
+            if value != 1.0 and not lib.openmpt_module_ctl_set_floatingpoint(mod, key, value):
+                raise ModuleError(f"libopenmpt refused {key.decode()} = {value}")
         lib.openmpt_module_set_repeat_count(mod, 0)
-        duration = float(lib.openmpt_module_get_duration_seconds(mod))
+        # libopenmpt's duration is computed at the file's own tempo
+        duration = float(lib.openmpt_module_get_duration_seconds(mod)) / tempo_factor
         n_ch = int(lib.openmpt_module_get_num_channels(mod))
         left, right = (ctypes.c_float * chunk)(), (ctypes.c_float * chunk)()
         limit = int(max_s * sr)
@@ -496,6 +521,81 @@ def process(mf: ModuleFile, out: Path, min_f: float = 0.5) -> dict[str, Any]:
     }
 
 
+def variant_name(name: str, k: int) -> str:
+    """Name of the ``k``-th tempo variant of the song ``name``."""
+    return f"{name}_tempo{k}"
+
+
+def variant_factors(rec: dict[str, Any], k: int, n: int, seed: int = 0) -> tuple[float, float]:
+    """Tempo and pitch factor of variant ``k`` of ``n`` of a kept song (its manifest record).
+
+    The log tempo range :data:`STRETCH_RANGE`, narrowed so that the song's median tempo stays in
+    :data:`BPM_RANGE`, is cut into ``n`` strata and variant ``k`` draws from stratum ``k``, so a
+    song's variants spread from slower to faster. Deterministic in ``(seed, name, k)``.
+    """
+    rng = np.random.default_rng(item_seed(seed, variant_name(rec["name"], k)))
+    bpm = 60.0 / float(rec["median_ibi_s"])
+    lo = np.log(max(STRETCH_RANGE[0], BPM_RANGE[0] / bpm))
+    hi = np.log(min(STRETCH_RANGE[1], BPM_RANGE[1] / bpm))
+    if hi < lo:  # a tempo already at the edge of the range: play it as it is
+        lo = hi = 0.0
+    u = (k + rng.random()) / n
+    tempo = float(np.exp(lo + u * (hi - lo)))
+    pitch = float(2.0 ** (rng.uniform(-PITCH_SEMITONES, PITCH_SEMITONES) / 12.0))
+    return tempo, pitch
+
+
+def process_variant(
+    rec: dict[str, Any], k: int, n: int, out: Path, seed: int = 0
+) -> dict[str, Any]:
+    """Render variant ``k`` of ``n`` of a kept song: played faster or slower and transposed by
+    libopenmpt (:func:`variant_factors`), so its rows, beats and onsets stay exact, then passed
+    through the renders' room, microphone, EQ, noise and level augmentation
+    (:func:`onbeat.training.render.augment`). The song's level (rows per beat) is the one chosen
+    for the original. Returns its manifest record (same package and split), or a record with
+    ``"skipped"``."""
+    name = variant_name(rec["name"], k)
+    base = {"name": name, "package": rec["package"], "stretch_of": rec["name"]}
+    src = Path(rec["source"])
+    if not src.is_file():
+        return {**base, "skipped": f"source module missing: {src}"}
+    tempo, pitch = variant_factors(rec, k, n, seed)
+    r = render_module(module_bytes(src), tempo_factor=tempo, pitch_factor=pitch)
+    mono = r.audio.mean(axis=1)
+    a0, a1 = active_range(mono)
+    beats, bib = beat_grid(r, int(rec["rows_per_beat"]), int(rec["rows_per_measure"]))
+    keep = (beats >= a0 - 0.05) & (beats <= a1)
+    beats, bib = beats[keep], bib[keep]
+    ons = r.onsets_s[(r.onsets_s >= a0 - 0.05) & (r.onsets_s <= a1)]
+    y, aug = augment(mono, SAMPLE_RATE, np.random.default_rng(item_seed(seed, name + "/aug")))
+    flac = out / f"{name}.flac"
+    sf.write(flac, y, SAMPLE_RATE, subtype="PCM_16")
+    (out / f"{name}.beats").write_text(
+        "".join(f"{t:.6f} {int(b)}\n" for t, b in zip(beats, bib, strict=True))
+    )
+    (out / f"{name}.onsets").write_text("".join(f"{t:.6f}\n" for t in ons))
+    return {
+        **base,
+        "source": rec["source"],
+        "set": "modules",
+        "piece": rec["piece"],
+        "split": rec["split"],
+        "audio": flac.name,
+        "beats": f"{name}.beats",
+        "onsets": f"{name}.onsets",
+        "duration_s": round(y.shape[0] / SAMPLE_RATE, 3),
+        "n_beats": int(beats.shape[0]),
+        "n_downbeats": int((bib == 1).sum()),
+        "median_ibi_s": round(float(np.median(np.diff(beats))), 4) if beats.size > 1 else 0.0,
+        "n_onsets": int(ons.shape[0]),
+        "rows_per_beat": rec["rows_per_beat"],
+        "rows_per_measure": rec["rows_per_measure"],
+        "tempo_factor": round(tempo, 4),
+        "pitch_factor": round(pitch, 4),
+        "augment": aug,
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # CLI
 
@@ -536,6 +636,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--max-files", type=int, default=None)
     ap.add_argument("--min-f", type=float, default=0.5)
+    ap.add_argument(
+        "--stretch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also render N tempo/pitch variants of every kept training song (valid and test "
+        "songs are never varied)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="seed of the variants")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     logging.basicConfig(
@@ -580,6 +689,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         _append(skipped if "skipped" in rec else manifest, rec)
         state = rec.get("skipped") or f"{rec['rows_per_beat']} rows/beat, {rec['n_beats']} beats"
         print(f"[{i + 1}/{len(todo)}] {mf.name}: {state}", flush=True)
+    if a.stretch > 0 and manifest.exists():
+        done |= {r["name"] for r in manifest_records(out)}
+        bases = [
+            r for r in manifest_records(out) if r["split"] == "train" and "stretch_of" not in r
+        ]
+        jobs = [(r, k) for r in bases for k in range(a.stretch)]
+        jobs = [(r, k) for r, k in jobs if variant_name(r["name"], k) not in done]
+        for i, (r, k) in enumerate(jobs):
+            try:
+                rec = process_variant(r, k, a.stretch, out, a.seed)
+            except Exception as e:  # as above
+                rec = {"name": variant_name(r["name"], k), "skipped": f"{type(e).__name__}: {e}"}
+            _append(skipped if "skipped" in rec else manifest, rec)
+            state = (
+                rec.get("skipped") or f"tempo x{rec['tempo_factor']:.3f}, {rec['n_beats']} beats"
+            )
+            print(f"[variant {i + 1}/{len(jobs)}] {rec['name']}: {state}", flush=True)
     if manifest.exists():
         _write_splits(out)
     return 0

@@ -119,7 +119,8 @@ def split_of(set_name: str, piece: str) -> str:
     return "train" if h < 80 else ("valid" if h < 90 else "test")
 
 
-def _item_seed(seed: int, name: str) -> int:
+def item_seed(seed: int, name: str) -> int:
+    """A stable random seed for the item ``name`` of a run seeded with ``seed``."""
     return int(hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:12], 16)
 
 
@@ -1086,7 +1087,7 @@ def displaced_spans_s(rec: dict[str, Any]) -> list[tuple[float, float]]:
     """
     if not rec.get("section_beats"):
         return []
-    rng = np.random.default_rng(_item_seed(int(rec["seed"]), rec["name"]))
+    rng = np.random.default_rng(item_seed(int(rec["seed"]), rec["name"]))
     beats, _ = _heavy_grid(rng, MAX_SECONDS * 1.3)
     t0 = float(rec["source_window_s"][0])
     scale = float(rec["tempo_scale"])
@@ -1600,7 +1601,7 @@ def render_item(
 ) -> dict[str, Any]:
     """Render, augment and label one item into ``out_dir``; returns its manifest record."""
     t_start = time.monotonic()
-    rng = np.random.default_rng(_item_seed(seed, item.name))
+    rng = np.random.default_rng(item_seed(seed, item.name))
     parts, source_beats, info = item.build(rng)
     scale = float(rng.uniform(*TEMPO_SCALE))
     transpose = int(rng.integers(-5, 6))
@@ -1617,7 +1618,7 @@ def render_item(
     gm = fonts.gm[int(rng.integers(len(fonts.gm)))]
     rendered: list[dict[str, Any]] = []
     mix = np.zeros(n, np.float64)
-    krng = np.random.default_rng(_item_seed(seed, item.name + "/analog_kick"))
+    krng = np.random.default_rng(item_seed(seed, item.name + "/analog_kick"))
     for p in wparts:  # (the labels below read wparts, kicks included)
         kicks = [x for x in p.notes if x[2] in KICK_PITCHES] if p.analog_kick_p > 0 else []
         if kicks and krng.random() < p.analog_kick_p:
