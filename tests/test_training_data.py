@@ -697,6 +697,7 @@ def test_subset_of_a_render_folder_filters_by_section_and_style(tmp_path, capsys
         {"name": "h2", "split": "valid", "sections": ["gallop/gallop"]},
         {"name": "e0", "split": "train", "style": "breaks"},
         {"name": "e1", "split": "train", "style": "house"},
+        {"name": "e1_tempo0", "split": "train", "style": "house", "stretch_of": "e1"},
     ]
     for r in recs:
         stem = r["name"]
@@ -713,11 +714,11 @@ def test_subset_of_a_render_folder_filters_by_section_and_style(tmp_path, capsys
     out = tmp_path / "noskank"
     assert main(["--src", str(src), "--out", str(out), "--drop-section", "skank"]) == 0
     names = [json.loads(line)["name"] for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert names == ["h1", "h2", "e0", "e1"]  # h0 and h3 had skank sections
+    assert names == ["h1", "h2", "e0", "e1", "e1_tempo0"]  # h0 and h3 had skank sections
     assert (out / "h1.flac").is_symlink() and (out / "h1.flac").resolve() == (src / "h1.flac")
     assert not (out / "h0.flac").exists()
     assert [it.name for it in D.render_items(out, split="valid")] == ["h2"]
-    assert len(D.render_items(out, split="train")) == 3
+    assert len(D.render_items(out, split="train")) == 4
 
     # --below-bpm: only the slower skank songs go (h3 is at 171 BPM; h0 has no tempo: dropped)
     assert keep_record(by["h3"], ["skank"], below_bpm=150.0)
@@ -725,13 +726,29 @@ def test_subset_of_a_render_folder_filters_by_section_and_style(tmp_path, capsys
     out3 = tmp_path / "slow_skank"
     args = ["--drop-section", "skank", "--below-bpm", "150"]
     assert main(["--src", str(src), "--out", str(out3), *args]) == 0
-    assert sorted(it.name for it in D.render_items(out3, split="train")) == ["e0", "e1", "h1", "h3"]
+    assert sorted(it.name for it in D.render_items(out3, split="train")) == [
+        "e0",
+        "e1",
+        "e1_tempo0",
+        "h1",
+        "h3",
+    ]
     assert main(["--src", str(src), "--out", str(out3), *args[:2]]) == 0  # re-run: h3 unlinked
     assert not (out3 / "h3.flac").exists() and (out3 / "h1.flac").exists()
 
     out2 = tmp_path / "breaks"
     assert main(["--src", str(src), "--out", str(out2), "--style", "breaks"]) == 0
     assert [it.name for it in D.render_items(out2, split="train")] == ["e0"]
+
+    # --drop-variants: the songs as written, without their tempo/pitch variants
+    assert not keep_record(by["e1_tempo0"], drop_variants=True) and keep_record(
+        by["e1"], (), (), None, True
+    )
+    out4 = tmp_path / "originals"
+    assert main(["--src", str(src), "--out", str(out4), "--drop-variants"]) == 0
+    assert "e1_tempo0" not in {it.name for it in D.render_items(out4)}
+    assert {"e1", "e0"} <= {it.name for it in D.render_items(out4)}
+    assert not (out4 / "e1_tempo0.flac").exists()
 
     assert main(["--src", str(tmp_path / "none"), "--out", str(out2)]) == 2
     err = capsys.readouterr().out.strip().splitlines()[-1]

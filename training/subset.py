@@ -12,7 +12,9 @@ Filters (each may be repeated; an item must pass all of them):
   ``drums/riff`` by the heavy generator) use the drum pattern ``NAME`` anywhere in the song;
   with ``--below-bpm X``, only those whose rendered tempo (``60 / median_ibi_s``, after the
   time stretch) is below ``X``;
-* ``--style NAME``: keep only items of this generated style (``style``, the EDM set).
+* ``--style NAME``: keep only items of this generated style (``style``, the EDM set);
+* ``--drop-variants``: drop the tempo/pitch variants of another item (``stretch_of``, the
+  tracker modules' ``--stretch``), leaving the songs as they were written.
 
 Why: in session 21 the heavy set's ``skank`` sections (kick on the beat, snare on the "and")
 turned out to teach the beat networks to fire on every other beat of a kick/snare backbeat at
@@ -46,8 +48,11 @@ def keep_record(
     drop_sections: Sequence[str] = (),
     styles: Sequence[str] = (),
     below_bpm: float | None = None,
+    drop_variants: bool = False,
 ) -> bool:
     """Whether a manifest record passes the filters (see the module docstring)."""
+    if drop_variants and "stretch_of" in rec:
+        return False
     if section_drums(rec) & set(drop_sections):
         ibi = rec.get("median_ibi_s")
         if below_bpm is None or not ibi or 60.0 / ibi < below_bpm:
@@ -61,6 +66,7 @@ def write_subset(
     drop_sections: Sequence[str] = (),
     styles: Sequence[str] = (),
     below_bpm: float | None = None,
+    drop_variants: bool = False,
 ) -> tuple[int, int]:
     """Write the subset folder; returns ``(kept, dropped)``. Re-running replaces it."""
     from onbeat.training.datasets import manifest_records
@@ -74,7 +80,7 @@ def write_subset(
     kept: list[dict[str, Any]] = []
     dropped = 0
     for rec in manifest_records(src):
-        if not keep_record(rec, drop_sections, styles, below_bpm):
+        if not keep_record(rec, drop_sections, styles, below_bpm, drop_variants):
             dropped += 1
             continue
         kept.append(rec)
@@ -105,11 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--below-bpm", type=float, default=None, help="--drop-section only below this tempo"
     )
+    ap.add_argument("--drop-variants", action="store_true", help="drop tempo/pitch variants")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         kept, dropped = write_subset(
-            Path(args.src), Path(args.out), args.drop_section, args.style, args.below_bpm
+            Path(args.src),
+            Path(args.out),
+            args.drop_section,
+            args.style,
+            args.below_bpm,
+            args.drop_variants,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}")
