@@ -27,14 +27,21 @@ stored in IT files, 4 by convention elsewhere). This module
    ``manifest.jsonl`` line per song in the render-folder format of :mod:`onbeat.training.render`,
    so ``onbeat train beats --extra-renders OUT`` and the benchmarks' ``modules-valid`` /
    ``modules-test`` sets read it. The split is by package (``sha1('modules:PACKAGE')``: <80
-   train, <90 valid, else test), so one composer's songs never straddle splits.
+   train, <90 valid, else test), so one composer's songs never straddle splits;
+5. with ``--stretch N``, renders ``N`` variants of every kept *training* song
+   (``NAME_tempoK``): libopenmpt plays it at another tempo (``play.tempo_factor``, 0.8-1.25,
+   one stratum per variant, kept inside 55-215 BPM) and transposed (``play.pitch_factor``,
+   +-3 semitones), so the rows and labels stay exact while only the spacing of the notes
+   changes, as if the musician had set another tempo; then the renders' room, microphone, EQ,
+   noise and level augmentation (:func:`onbeat.training.render.augment`) colours it. The
+   original's level is kept. Valid and test songs are never varied.
 
 The Debian packages are GPL/LGPL/BSD/Zlib (see ``PACKAGES``); nothing rendered is committed.
 
 Usage::
 
     apt-get install libopenmpt0
-    python -m onbeat.training.modules --out data/modules
+    python -m onbeat.training.modules --out data/modules [--stretch 2]
 """
 
 from __future__ import annotations
