@@ -228,3 +228,19 @@ def test_cli_stretch_adds_exact_training_variants(tmp_path: Path) -> None:
     # resumable: nothing is rendered twice
     assert main(["--out", str(out), "--files", str(mod), "--stretch", "2"]) == 0
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 3
+
+
+def test_songs_sharing_a_file_name_get_their_own_outputs(tmp_path: Path) -> None:
+    from onbeat.training.datasets import manifest_records
+    from onbeat.training.modules import main
+
+    a, b = tmp_path / "inside" / "music.mod", tmp_path / "outside" / "music.mod"
+    for p, n in ((a, 3), (b, 4)):
+        p.parent.mkdir()
+        p.write_bytes(make_mod(n_orders=n))
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--files", str(a), str(b)]) == 0
+    recs = {r["name"]: r for r in manifest_records(out)}
+    assert set(recs) == {"mod_local_music", "mod_local_music_2"}
+    assert recs["mod_local_music"]["n_beats"] == 48 and recs["mod_local_music_2"]["n_beats"] == 64
+    assert len((out / "mod_local_music.beats").read_text().splitlines()) == 48

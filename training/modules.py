@@ -390,15 +390,31 @@ class ModuleFile:
 
     package: str
     path: Path
+    #: set by :func:`unique_names` when two files of a package share a file name
+    alias: str | None = None
 
     @property
     def name(self) -> str:
+        if self.alias is not None:
+            return self.alias
         stem = self.path.name
         for s in SUFFIXES:
             if stem.lower().endswith(s):
                 stem = stem[: -len(s)]
                 break
         return "mod_" + re.sub(r"[^A-Za-z0-9]+", "_", f"{self.package}_{stem}").strip("_")
+
+
+def unique_names(files: Sequence[ModuleFile]) -> list[ModuleFile]:
+    """The files with every repeated name after the first suffixed ``_2``, ``_3`` ... (two songs
+    of one package may share a file name in different folders: each needs its own outputs)."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in files:
+        n = seen.get(f.name, 0) + 1
+        seen[f.name] = n
+        out.append(f if n == 1 else ModuleFile(f.package, f.path, f"{f.name}_{n}"))
+    return out
 
 
 def _is_module(path: Path) -> bool:
@@ -683,6 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not files:
         print("modules: no module files found", file=sys.stderr)
         return 2
+    files = unique_names(files)
     manifest, skipped = out / "manifest.jsonl", out / "skipped.jsonl"
     done = {r["name"] for r in manifest_records(out)} if manifest.exists() else set()
     if skipped.exists():
