@@ -54,10 +54,8 @@ import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +66,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 from onbeat.training.datasets import SAMPLE_RATE, manifest_records
+from onbeat.training.debpkg import fetch_package
 from onbeat.training.fof import (
     DRUM_ENVELOPE_LATENCY_S,
     active_range,
@@ -421,10 +420,6 @@ def _is_module(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(SUFFIXES)
 
 
-def _module_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if _is_module(p))
-
-
 def find_modules(
     packages: Iterable[str], work: Path | None = None, system: bool = False
 ) -> tuple[list[ModuleFile], list[str]]:
@@ -446,7 +441,7 @@ def find_modules(
                 missing.append(pkg)
         else:
             assert work is not None
-            paths = _unpack(pkg, work)
+            paths = fetch_package(pkg, work, _is_module)
             if paths is None:
                 missing.append(pkg)
                 paths = []
@@ -456,31 +451,6 @@ def find_modules(
                 seen.add(digest)
                 found.append(ModuleFile(pkg, p))
     return found, missing
-
-
-def _unpack(pkg: str, work: Path) -> list[Path] | None:
-    dest = work / pkg
-    if not (dest / ".done").exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            r = subprocess.run(
-                ["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True, check=False
-            )
-            debs = list(Path(tmp).glob("*.deb"))
-            if r.returncode != 0 or not debs:
-                log.warning("%s: apt-get download failed: %s", pkg, r.stderr.strip()[-200:])
-                return None
-            full = Path(tmp) / "x"
-            subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(full)], check=True)
-            dest.mkdir(parents=True, exist_ok=True)
-            for p in _module_files(full):  # keep only the modules (and nothing else)
-                q = dest / p.relative_to(full)
-                q.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(p), q)
-            cr = next(full.glob(f"usr/share/doc/{pkg}/copyright"), None)
-            if cr is not None:
-                shutil.copy(cr, dest / "copyright")
-        (dest / ".done").write_text("")
-    return _module_files(dest)
 
 
 # --------------------------------------------------------------------------------------------
