@@ -19,6 +19,9 @@ Sets (each skipped with a note when absent):
 * ``modules-test``, ``modules-valid``: tracker modules of Debian game packages rendered by
   libopenmpt with their row grid as beats, split by package
   (``python -m onbeat.training.modules --out data/modules``);
+* ``gamemidi-test``, ``gamemidi-valid``: composed General MIDI game music of Debian packages
+  with its tempo map as beats, split by song
+  (``python -m onbeat.training.render --sets gamemidi --out data/renders_gamemidi``);
 * ``lmms``: the LMMS demo songs, real electronic productions rendered by LMMS with their
   sequencer grid (``python -m onbeat.training.lmms --out data/lmms``); ``lmms-train`` and
   ``lmms-test`` are its fixed halves (a model that trains on the first reports the second);
@@ -149,6 +152,9 @@ RENDER_SETS = {
     # tracker modules of Debian game packages (python -m onbeat.training.modules)
     "modules-test": ("modules", "test"),
     "modules-valid": ("modules", "valid"),
+    # MIDI game music of Debian packages (python -m onbeat.training.render --sets gamemidi)
+    "gamemidi-test": ("renders_gamemidi", "test"),
+    "gamemidi-valid": ("renders_gamemidi", "valid"),
 }
 
 

@@ -753,3 +753,96 @@ def test_subset_of_a_render_folder_filters_by_section_and_style(tmp_path, capsys
     assert main(["--src", str(tmp_path / "none"), "--out", str(out2)]) == 2
     err = capsys.readouterr().out.strip().splitlines()[-1]
     assert err.startswith("error: no manifest.jsonl")
+
+
+def _write_midi(path: Path, bpm: float, beats: int, num: int = 4, den: int = 4, late_s=0.0):
+    """A composed GM file: a kick on every beat, a hi-hat on every eighth, a bass note per bar,
+    every note ``late_s`` after the notated grid."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(num, den, 0.0))
+    beat_s = 60.0 / bpm * (4 / den) * (3 if num % 3 == 0 and num > 3 else 1)
+    drums = pretty_midi.Instrument(0, is_drum=True)
+    bass = pretty_midi.Instrument(33)
+    for k in range(beats):
+        t = k * beat_s + late_s
+        drums.notes.append(pretty_midi.Note(110, 36, t, t + 0.1))
+        for h in (0.0, 0.5):
+            drums.notes.append(pretty_midi.Note(70, 42, t + h * beat_s, t + h * beat_s + 0.05))
+        if k % num == 0:
+            bass.notes.append(pretty_midi.Note(100, 40, t, t + beat_s))
+    pm.instruments += [drums, bass]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pm.write(str(path))
+    return beat_s
+
+
+def test_midi_beat_grid_follows_the_file_and_refuses_performances(tmp_path):
+    """``midi_beat_grid``: the notated beats and bars, moved onto notes that sit a constant
+    late, fast tempi halved on the downbeats, and files off any grid or in sixteenth-note
+    meters refused."""
+    pretty_midi = pytest.importorskip("pretty_midi")
+    from onbeat.training.render import midi_beat_grid
+
+    beat_s = _write_midi(tmp_path / "a.mid", 100.0, 32)
+    grid, info = midi_beat_grid(pretty_midi.PrettyMIDI(str(tmp_path / "a.mid")))
+    np.testing.assert_allclose(grid[:, 0], np.arange(32) * beat_s, atol=1e-6)
+    assert grid[:8, 1].tolist() == [1, 2, 3, 4, 1, 2, 3, 4] and info["grid_shift_s"] == 0.0
+
+    _write_midi(tmp_path / "w.mid", 120.0, 24, 3, 4)  # waltz
+    grid, _ = midi_beat_grid(pretty_midi.PrettyMIDI(str(tmp_path / "w.mid")))
+    assert grid[:6, 1].tolist() == [1, 2, 3, 1, 2, 3]
+
+    # quantized 60 ms after the notated grid (planetblupi's files): the labels follow the notes
+    _write_midi(tmp_path / "late.mid", 100.0, 32, late_s=0.06)
+    grid, info = midi_beat_grid(pretty_midi.PrettyMIDI(str(tmp_path / "late.mid")))
+    assert info["grid_shift_s"] == pytest.approx(0.06, abs=2e-3)
+    np.testing.assert_allclose(grid[:31, 0], np.arange(31) * beat_s + 0.06, atol=2e-3)
+
+    beat_s = _write_midi(tmp_path / "fast.mid", 240.0, 64)  # past 215 BPM: every other beat
+    grid, info = midi_beat_grid(pretty_midi.PrettyMIDI(str(tmp_path / "fast.mid")))
+    assert info["level"] == 0.5 and np.median(np.diff(grid[:, 0])) == pytest.approx(2 * beat_s)
+    assert grid[0, 0] == 0.0 and grid[:4, 1].tolist() == [1, 2, 1, 2]
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=100.0)  # performed: notes at random times
+    ins = pretty_midi.Instrument(0)
+    for t in np.sort(np.random.default_rng(0).uniform(0, 20, 80)):
+        ins.notes.append(pretty_midi.Note(80, 60, t, t + 0.2))
+    pm.instruments.append(ins)
+    with pytest.raises(ValueError, match="off the grid"):
+        midi_beat_grid(pm)
+    _write_midi(tmp_path / "odd.mid", 100.0, 32, 7, 16)
+    with pytest.raises(ValueError, match="7/16"):
+        midi_beat_grid(pretty_midi.PrettyMIDI(str(tmp_path / "odd.mid")))
+
+
+def test_render_gamemidi_items_from_a_debian_package_folder(tmp_path, monkeypatch):
+    """The ``gamemidi`` set reads the MIDI files of its Debian packages (here a package folder
+    already unpacked under ``$ONBEAT_DEBS``, so nothing is downloaded), renders each file's own
+    arrangement with labels aligned to the audio, skips a duplicate file and a performed one,
+    and splits by song."""
+    pytest.importorskip("pretty_midi")
+    from onbeat.training import render
+
+    debs = tmp_path / "debs"
+    pkg = debs / "fake-music"
+    _write_midi(pkg / "usr/share/games/fake/song1.mid", 110.0, 40)
+    _write_midi(pkg / "usr/share/games/fake/song2.mid", 140.0, 60, 3, 4)
+    (pkg / "usr/share/games/fake/zz_copy.mid").write_bytes(
+        (pkg / "usr/share/games/fake/song1.mid").read_bytes()
+    )
+    (pkg / ".done").write_text("")
+    monkeypatch.setenv("ONBEAT_DEBS", str(debs))
+    monkeypatch.setattr(render, "GAMEMIDI_PACKAGES", ("fake-music",))
+    items = render.source_items("gamemidi")
+    assert sorted(it.name for it in items) == [
+        "gamemidi_fake-music-song1",
+        "gamemidi_fake-music-song2",
+    ]
+    out, _, recs = _render_generated(tmp_path, "gamemidi", 2, 10.0)
+    rec = recs["gamemidi_fake-music-song2"]
+    assert rec["piece"] == "fake-music/song2" and rec["has_drums"] and rec["grid_share"] > 0.9
+    beats, downbeats = D.read_beats(out / rec["beats"])
+    assert len(beats) == pytest.approx(3 * len(downbeats), abs=3)  # a waltz
+    assert 60 / rec["median_ibi_s"] == pytest.approx(140.0 / rec["tempo_scale"], rel=0.01)

@@ -24,6 +24,11 @@ Sources (read from ``../shared/data/midi`` or ``--data-root``; research use, nev
   broken or rock kicks under open hats, off-beat and rolling basses, chord stabs on the "and"
   or in 3-3-2 figures and 16th arpeggios, in intro, groove, build (snare roll), drop and
   breakdown sections, with side-chain pumping; electronic drum kits preferred; mastered loud.
+* ``gamemidi``: composed General MIDI game music from Debian packages
+  (:data:`GAMEMIDI_PACKAGES`, fetched with ``apt-get download`` into ``$ONBEAT_DEBS``, default
+  ``data/debs``; no research data): each file's own arrangement, drums and programs (some
+  melodic parts get another program), labelled by its tempo map and time signatures
+  (:func:`midi_beat_grid`); files performed off any grid are left out. Split by song.
 
 Each item is a window of at most ``--max-seconds`` (60 s) after a random tempo warp
 (0.85 to 1.2, labels scaled too) and transposition (+-5 semitones; never the drums). Every part
@@ -391,7 +396,7 @@ def _pm_to_parts(instruments: Sequence[Any], name: str) -> list[Part]:
             Part(
                 f"{name}{k}" if len(instruments) > 1 else name,
                 notes,
-                ins.program,
+                int(ins.program),
                 ins.is_drum,
                 ctrl,
                 bends,
@@ -1404,7 +1409,183 @@ def _generated_edm(set_name: str) -> Callable[[Path], Iterator[Item]]:
     return items
 
 
-GENERATED_SETS = frozenset({"heavy", "displaced", "edm"})  # need no research data
+# --------------------------------------------------------------------------------------------
+# MIDI game music from Debian packages (no research data)
+
+#: Debian packages with multi-track General MIDI compositions, nearly all with drums, found by a
+#: survey of bookworm (``apt-file``, session 23; every MIDI-carrying package is in main).
+#: Licences from their ``debian/copyright``: simutrans-data Artistic-1.0, openttd-openmsx
+#: GPL-2, planetblupi-music-midi GPL-3+, pianobooster CC-BY (music), crimson GPL-2+ or
+#: CC-BY-SA-1.0, liquidwar-data GPL-2+, timidity's example CC-BY-3.0. Left out: ``mma`` (short
+#: feature demos, some arrangements of songs under copyright), ``pd-mrpeach`` and ``playmidi``
+#: (songs under copyright), and packages whose MIDI is performed off any grid or a fixture.
+GAMEMIDI_PACKAGES: tuple[str, ...] = (
+    "simutrans-data", "openttd-openmsx", "planetblupi-music-midi", "pianobooster", "crimson",
+    "liquidwar-data", "timidity",
+)  # fmt: skip
+MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".mid.gz", ".midi.gz")
+#: Share of note onsets within 1/16 beat of the file's eighth-note grid below which a file is
+#: taken as performed off the grid (chance is about 0.25), after a constant shift of the grid.
+GRID_MIN_SHARE = 0.45
+#: Notated tempi outside the trackers' range are halved or doubled into it, before the
+#: render's own tempo warp.
+GAMEMIDI_BPM = (55.0, 215.0)
+
+
+def _is_midi(path: Path) -> bool:
+    return path.name.lower().endswith(MIDI_SUFFIXES)
+
+
+def _read_midi(path: Path) -> Any:
+    import gzip
+    import io
+
+    import pretty_midi
+
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return pretty_midi.PrettyMIDI(io.BytesIO(data))
+
+
+def grid_share(beats: Array, times: npt.ArrayLike) -> float:
+    """Share of ``times`` (inside the beats' span) within 1/16 beat of an eighth of the grid."""
+    t = np.asarray(times, dtype=np.float64)
+    t = t[(t >= beats[0]) & (t <= beats[-1])]
+    if t.size == 0 or beats.shape[0] < 2:
+        return 0.0
+    e = np.interp(t, beats, np.arange(beats.shape[0], dtype=np.float64)) * 2.0
+    d = np.abs(e - np.round(e)) / 2.0  # beats
+    return float(np.mean(d <= 1.0 / 16.0))
+
+
+def midi_beat_grid(pm: Any) -> tuple[Array, dict[str, Any]]:
+    """Beats ``(n, 2)`` (time, beat in bar) of a composed MIDI file, from its tempo map and time
+    signatures (``pretty_midi``: the dotted quarter in compound meters).
+
+    The grid is moved by the notes' median deviation when they sit off it by a constant
+    (:func:`groove_grid_shift`; some game files are quantized to a grid 20 ticks late), and a
+    notated tempo outside :data:`GAMEMIDI_BPM` is halved or doubled into it.
+
+    Raises
+    ------
+    ValueError
+        When the notes are off any grid (performed, not composed: :data:`GRID_MIN_SHARE`), or
+        the file has fewer than 8 beats of notes.
+    """
+    notes = [(n.start, n.end, ins.is_drum) for ins in pm.instruments for n in ins.notes]
+    if not notes:
+        raise ValueError("no notes")
+    odd = sorted({f"{ts.numerator}/{ts.denominator}" for ts in pm.time_signature_changes
+                  if ts.denominator > 8})  # fmt: skip
+    if odd:  # pretty_midi counts every sixteenth as a beat there
+        raise ValueError(f"time signature {', '.join(odd)}")
+    starts = np.asarray(sorted(n[0] for n in notes))
+    end = max(n[1] for n in notes)
+    b = np.asarray(pm.get_beats(), dtype=np.float64)
+    b = b[b <= end]
+    if b.shape[0] < 8:
+        raise ValueError(f"only {b.shape[0]} beats")
+    db = np.asarray(pm.get_downbeats(), dtype=np.float64)
+    is_db = np.zeros(b.shape[0], dtype=bool)
+    if db.size:
+        j = np.searchsorted(db, b)
+        lo, hi = np.clip(j - 1, 0, db.size - 1), np.clip(j, 0, db.size - 1)
+        is_db = np.minimum(np.abs(db[lo] - b), np.abs(db[hi] - b)) < 1e-4
+    share = grid_share(b, starts)
+    shift = 0.0
+    if share < GRID_MIN_SHARE:
+        drums = [s for s, _, d in notes if d]
+        shift = groove_grid_shift(b, drums if len(drums) >= 8 else starts.tolist())
+        share = grid_share(b + shift, starts)
+        if share < GRID_MIN_SHARE:
+            raise ValueError(f"notes off the grid ({share:.2f} within 1/16 beat)")
+        b = b + shift
+    bpm = 60.0 / float(np.median(np.diff(b)))
+    level = 1.0
+    if bpm > GAMEMIDI_BPM[1]:
+        first = int(np.flatnonzero(is_db)[0]) % 2 if is_db.any() else 0
+        b, is_db, level = b[first::2], is_db[first::2], 0.5
+    elif bpm < GAMEMIDI_BPM[0]:
+        mid = 0.5 * (b[:-1] + b[1:])
+        b = np.insert(b, np.arange(1, b.shape[0]), mid)
+        is_db = np.insert(is_db, np.arange(1, is_db.shape[0]), False)
+        level = 2.0
+    info = {
+        "grid_share": round(share, 3),
+        "grid_shift_s": round(shift, 4),
+        "notated_bpm": round(bpm, 2),
+        "level": level,
+    }
+    return np.column_stack([b, beats_in_bar(is_db)]), info
+
+
+def _merged_parts(parts: list[Part]) -> list[Part]:
+    """One part per (drums, program): some files split an instrument over hundreds of tracks,
+    and every part is rendered on its own."""
+    out: dict[tuple[bool, int], Part] = {}
+    for p in parts:
+        key = (p.is_drum, p.program)
+        if key not in out:
+            out[key] = dataclasses.replace(p, name=f"gm{len(out)}", notes=list(p.notes))
+            continue
+        q = out[key]
+        q.notes += p.notes
+        q.controls = sorted(q.controls + p.controls)
+        q.bends = sorted(q.bends + p.bends)
+    return list(out.values())
+
+
+def _gamemidi_items(root: Path) -> Iterator[Item]:
+    """The MIDI files of :data:`GAMEMIDI_PACKAGES`, fetched into ``$ONBEAT_DEBS`` (default
+    ``data/debs``) with ``apt-get download`` on first use; byte-identical copies once. Each
+    item keeps its file's arrangement and programs (30 % of the melodic parts get another GM
+    program; 30 % of songs with four or more melodic parts lose one), split by song."""
+    del root
+    from onbeat.training.debpkg import fetch_package
+
+    work = Path(os.environ.get("ONBEAT_DEBS", "data/debs"))
+    seen: set[str] = set()
+    names: dict[str, int] = {}
+    for pkg in GAMEMIDI_PACKAGES:
+        files = fetch_package(pkg, work, _is_midi)
+        if files is None:
+            log.warning("gamemidi: package %s not available", pkg)
+            continue
+        for path in files:
+            digest = hashlib.sha1(path.read_bytes()).hexdigest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+            stem = path.name.split(".")[0]
+            name = "gamemidi_" + _safe(f"{pkg}_{stem}")
+            names[name] = names.get(name, 0) + 1
+            if names[name] > 1:  # the same file name in two folders of a package
+                stem, name = f"{stem}_{names[name]}", f"{name}_{names[name]}"
+            piece = f"{pkg}/{stem}"
+
+            def build(
+                rng: np.random.Generator, path: Path = path
+            ) -> tuple[list[Part], Array, dict[str, Any]]:
+                pm = _read_midi(path)
+                beats, info = midi_beat_grid(pm)
+                parts = _merged_parts(_pm_to_parts(pm.instruments, "gm"))
+                melodic = [p for p in parts if not p.is_drum]
+                if len(melodic) >= 4 and rng.random() < 0.3:
+                    parts.remove(melodic[int(rng.integers(len(melodic)))])
+                for p in parts:
+                    if not p.is_drum and rng.random() < 0.3:
+                        p.program = int(rng.choice(ACCOMP_PROGRAMS))
+                    p.level_db = float(rng.uniform(-4, 2))
+                info["layers"] = "+".join(p.name for p in parts)
+                info["source"] = str(path)
+                return parts, beats, info
+
+            yield Item(name, "gamemidi", piece, split_of("gamemidi", piece), build)
+
+
+# need no research data (generated, or fetched from Debian)
+GENERATED_SETS = frozenset({"heavy", "displaced", "edm", "gamemidi"})
 
 SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
     "groove": _groove_items,
@@ -1413,6 +1594,7 @@ SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
     "heavy": _generated_heavy("heavy", 0.0),
     "displaced": _generated_heavy("displaced", DISPLACE_P),
     "edm": _generated_edm("edm"),
+    "gamemidi": _gamemidi_items,
 }
 
 
