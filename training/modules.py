@@ -89,6 +89,7 @@ __all__ = [
 log = logging.getLogger("onbeat.training.modules")
 
 F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
 
 #: Debian 12 packages that ship tracker modules (found with ``apt-file``; 208 unique files,
 #: about 8 h played once through). Licences as their ``debian/copyright`` declares: GPL/LGPL
@@ -457,6 +458,39 @@ def find_modules(
 # One song
 
 
+def _labels_in(
+    r: Rendered, mono: F32, rows_per_beat: int, rows_per_measure: int
+) -> tuple[F64, F64, F64]:
+    """Beats, beat in bar and onsets of a rendered song inside its audible range."""
+    a0, a1 = active_range(mono)
+    beats, bib = beat_grid(r, rows_per_beat, rows_per_measure)
+    keep = (beats >= a0 - 0.05) & (beats <= a1)
+    ons = r.onsets_s[(r.onsets_s >= a0 - 0.05) & (r.onsets_s <= a1)]
+    return beats[keep], bib[keep], ons
+
+
+def _write_song(
+    out: Path, name: str, audio: npt.NDArray[np.float32], beats: F64, bib: F64, ons: F64
+) -> dict[str, Any]:
+    """Write ``NAME.flac`` / ``.beats`` / ``.onsets``; returns the record fields they give."""
+    sf.write(out / f"{name}.flac", audio, SAMPLE_RATE, subtype="PCM_16")
+    (out / f"{name}.beats").write_text(
+        "".join(f"{t:.6f} {int(b)}\n" for t, b in zip(beats, bib, strict=True))
+    )
+    (out / f"{name}.onsets").write_text("".join(f"{t:.6f}\n" for t in ons))
+    return {
+        "set": "modules",
+        "audio": f"{name}.flac",
+        "beats": f"{name}.beats",
+        "onsets": f"{name}.onsets",
+        "duration_s": round(audio.shape[0] / SAMPLE_RATE, 3),
+        "n_beats": int(beats.shape[0]),
+        "n_downbeats": int((bib == 1).sum()),
+        "median_ibi_s": round(float(np.median(np.diff(beats))), 4) if beats.size > 1 else 0.0,
+        "n_onsets": int(ons.shape[0]),
+    }
+
+
 def process(mf: ModuleFile, out: Path, min_f: float = 0.5) -> dict[str, Any]:
     """Render one module and write its FLAC and labels; returns its manifest record, or a record
     with ``"skipped"`` giving the reason."""
@@ -473,7 +507,6 @@ def process(mf: ModuleFile, out: Path, min_f: float = 0.5) -> dict[str, Any]:
     peak = float(np.abs(r.audio).max())
     if peak <= 1e-4:
         return {**base, "skipped": "silent"}
-    a0, a1 = active_range(mono)
     ref = librosa_beats(mono)
     hl = it_highlight(data)
     level, scores = choose_level(r, ref, hint=hl[0] if hl else None, min_f=min_f)
@@ -482,30 +515,13 @@ def process(mf: ModuleFile, out: Path, min_f: float = 0.5) -> dict[str, Any]:
         best = max(scores.values(), default=0.0)
         return {**base, "skipped": f"no grid agrees with librosa (best F {best:.2f})"}
     rpm = hl[1] if hl and hl[0] == level else level * 4
-    beats, bib = beat_grid(r, level, rpm)
-    keep = (beats >= a0 - 0.05) & (beats <= a1)
-    beats, bib = beats[keep], bib[keep]
-    ons = r.onsets_s[(r.onsets_s >= a0 - 0.05) & (r.onsets_s <= a1)]
+    beats, bib, ons = _labels_in(r, mono, level, rpm)
     lag, sc = calibrate_offset(onset_envelope(mono), beats, DRUM_ENVELOPE_LATENCY_S)
-    flac = out / f"{mf.name}.flac"
-    sf.write(flac, r.audio / max(peak, 1.0), SAMPLE_RATE, subtype="PCM_16")
-    (out / f"{mf.name}.beats").write_text(
-        "".join(f"{t:.6f} {int(b)}\n" for t, b in zip(beats, bib, strict=True))
-    )
-    (out / f"{mf.name}.onsets").write_text("".join(f"{t:.6f}\n" for t in ons))
     return {
         **base,
-        "set": "modules",
+        **_write_song(out, mf.name, r.audio / max(peak, 1.0), beats, bib, ons),
         "piece": mf.package,
         "split": module_split(mf.package),
-        "audio": flac.name,
-        "beats": f"{mf.name}.beats",
-        "onsets": f"{mf.name}.onsets",
-        "duration_s": round(dur, 3),
-        "n_beats": int(beats.shape[0]),
-        "n_downbeats": int((bib == 1).sum()),
-        "median_ibi_s": round(float(np.median(np.diff(beats))), 4) if beats.size > 1 else 0.0,
-        "n_onsets": int(ons.shape[0]),
         "rows_per_beat": level,
         "rows_per_measure": rpm,
         "it_highlight": list(hl) if hl else None,
@@ -555,32 +571,14 @@ def process_variant(
     tempo, pitch = variant_factors(rec, k, n, seed)
     r = render_module(module_bytes(src), tempo_factor=tempo, pitch_factor=pitch)
     mono = r.audio.mean(axis=1)
-    a0, a1 = active_range(mono)
-    beats, bib = beat_grid(r, int(rec["rows_per_beat"]), int(rec["rows_per_measure"]))
-    keep = (beats >= a0 - 0.05) & (beats <= a1)
-    beats, bib = beats[keep], bib[keep]
-    ons = r.onsets_s[(r.onsets_s >= a0 - 0.05) & (r.onsets_s <= a1)]
+    beats, bib, ons = _labels_in(r, mono, int(rec["rows_per_beat"]), int(rec["rows_per_measure"]))
     y, aug = augment(mono, SAMPLE_RATE, np.random.default_rng(item_seed(seed, name + "/aug")))
-    flac = out / f"{name}.flac"
-    sf.write(flac, y, SAMPLE_RATE, subtype="PCM_16")
-    (out / f"{name}.beats").write_text(
-        "".join(f"{t:.6f} {int(b)}\n" for t, b in zip(beats, bib, strict=True))
-    )
-    (out / f"{name}.onsets").write_text("".join(f"{t:.6f}\n" for t in ons))
     return {
         **base,
+        **_write_song(out, name, y, beats, bib, ons),
         "source": rec["source"],
-        "set": "modules",
         "piece": rec["piece"],
         "split": rec["split"],
-        "audio": flac.name,
-        "beats": f"{name}.beats",
-        "onsets": f"{name}.onsets",
-        "duration_s": round(y.shape[0] / SAMPLE_RATE, 3),
-        "n_beats": int(beats.shape[0]),
-        "n_downbeats": int((bib == 1).sum()),
-        "median_ibi_s": round(float(np.median(np.diff(beats))), 4) if beats.size > 1 else 0.0,
-        "n_onsets": int(ons.shape[0]),
         "rows_per_beat": rec["rows_per_beat"],
         "rows_per_measure": rec["rows_per_measure"],
         "tempo_factor": round(tempo, 4),
