@@ -797,7 +797,9 @@ def test_fuzzing_leaves_beats_unchanged(caplog) -> None:  # type: ignore[no-unty
     assert quiet_server.received == 0
     # the packets arrived while the audio was analysed, and none became a command
     print(f"{hit_during} packets hit the control port during the analysis")
-    assert hit_during >= 100_000, hit_during
+    # how many arrive depends on how fast each thread runs (86,000 seen with the other core
+    # busy, over 100,000 on an idle machine); what matters is that thousands did, and none acted
+    assert hit_during >= 20_000, hit_during
     assert server.accepted == 0 and server.alive is False and server.rejected["internal"] == 0
     for reason in ("oversized", "not_osc", "malformed", "unknown_address", "bad_args"):
         assert server.rejected[reason] > 100, dict(server.rejected)
