@@ -15,9 +15,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["fetch_package", "files_under"]
+__all__ = ["fetch_package", "files_under", "repeat_suffix"]
 
 log = logging.getLogger("onbeat.training.debpkg")
+
+
+def repeat_suffix(name: str, seen: dict[str, int]) -> str:
+    """``""`` the first time ``name`` is seen, then ``"_2"``, ``"_3"`` ...: two files of a package
+    may share a file name in different folders, and each needs outputs of its own."""
+    seen[name] = seen.get(name, 0) + 1
+    return "" if seen[name] == 1 else f"_{seen[name]}"
 
 
 def files_under(root: Path, keep: Callable[[Path], bool]) -> list[Path]:

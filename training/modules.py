@@ -66,7 +66,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 from onbeat.training.datasets import SAMPLE_RATE, manifest_records
-from onbeat.training.debpkg import fetch_package
+from onbeat.training.debpkg import fetch_package, repeat_suffix
 from onbeat.training.fof import (
     DRUM_ENVELOPE_LATENCY_S,
     active_range,
@@ -411,9 +411,8 @@ def unique_names(files: Sequence[ModuleFile]) -> list[ModuleFile]:
     seen: dict[str, int] = {}
     out = []
     for f in files:
-        n = seen.get(f.name, 0) + 1
-        seen[f.name] = n
-        out.append(f if n == 1 else ModuleFile(f.package, f.path, f"{f.name}_{n}"))
+        extra = repeat_suffix(f.name, seen)
+        out.append(ModuleFile(f.package, f.path, f.name + extra) if extra else f)
     return out
 
 
@@ -682,10 +681,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = rec.get("skipped") or f"{rec['rows_per_beat']} rows/beat, {rec['n_beats']} beats"
         print(f"[{i + 1}/{len(todo)}] {mf.name}: {state}", flush=True)
     if a.stretch > 0 and manifest.exists():
-        done |= {r["name"] for r in manifest_records(out)}
-        bases = [
-            r for r in manifest_records(out) if r["split"] == "train" and "stretch_of" not in r
-        ]
+        recs = list(manifest_records(out))
+        done |= {r["name"] for r in recs}
+        bases = [r for r in recs if r["split"] == "train" and "stretch_of" not in r]
         jobs = [(r, k) for r in bases for k in range(a.stretch)]
         jobs = [(r, k) for r, k in jobs if variant_name(r["name"], k) not in done]
         for i, (r, k) in enumerate(jobs):

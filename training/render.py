@@ -792,11 +792,21 @@ def groove_grid_shift(beats: Array, hits: Sequence[float], min_hits: int = 8) ->
     return float(np.median(d[near])) if near.sum() >= min_hits else 0.0
 
 
-def _groove_bib(pm: Any, beats: Array) -> npt.NDArray[np.int64]:
+def downbeat_flags(pm: Any, beats: Array) -> npt.NDArray[np.bool_]:
+    """Which of ``beats`` are the MIDI file's downbeats (its time signatures' bar starts)."""
     db = np.asarray(pm.get_downbeats(), dtype=np.float64)
     if db.size == 0:
-        return beats_in_bar(np.zeros(beats.shape[0], dtype=bool))
-    return beats_in_bar(np.isclose(beats[:, None], db[None, :], atol=1e-4).any(axis=1))
+        return np.zeros(beats.shape[0], dtype=bool)
+    j = np.searchsorted(db, beats)  # a matching downbeat is one of the two neighbours
+    lo, hi = db[np.clip(j - 1, 0, db.size - 1)], db[np.clip(j, 0, db.size - 1)]
+    flags: npt.NDArray[np.bool_] = np.isclose(beats, lo, atol=1e-4) | np.isclose(
+        beats, hi, atol=1e-4
+    )
+    return flags
+
+
+def _groove_bib(pm: Any, beats: Array) -> npt.NDArray[np.int64]:
+    return beats_in_bar(downbeat_flags(pm, beats))
 
 
 def _pop909_items(root: Path) -> Iterator[Item]:
@@ -1480,18 +1490,13 @@ def midi_beat_grid(pm: Any) -> tuple[Array, dict[str, Any]]:
                   if ts.denominator > 8})  # fmt: skip
     if odd:  # pretty_midi counts every sixteenth as a beat there
         raise ValueError(f"time signature {', '.join(odd)}")
-    starts = np.asarray(sorted(n[0] for n in notes))
+    starts = np.asarray([n[0] for n in notes])
     end = max(n[1] for n in notes)
     b = np.asarray(pm.get_beats(), dtype=np.float64)
     b = b[b <= end]
     if b.shape[0] < 8:
         raise ValueError(f"only {b.shape[0]} beats")
-    db = np.asarray(pm.get_downbeats(), dtype=np.float64)
-    is_db = np.zeros(b.shape[0], dtype=bool)
-    if db.size:
-        j = np.searchsorted(db, b)
-        lo, hi = np.clip(j - 1, 0, db.size - 1), np.clip(j, 0, db.size - 1)
-        is_db = np.minimum(np.abs(db[lo] - b), np.abs(db[hi] - b)) < 1e-4
+    is_db = downbeat_flags(pm, b)
     share = grid_share(b, starts)
     shift = 0.0
     if share < GRID_MIN_SHARE:
@@ -1542,7 +1547,7 @@ def _gamemidi_items(root: Path) -> Iterator[Item]:
     item keeps its file's arrangement and programs (30 % of the melodic parts get another GM
     program; 30 % of songs with four or more melodic parts lose one), split by song."""
     del root
-    from onbeat.training.debpkg import fetch_package
+    from onbeat.training.debpkg import fetch_package, repeat_suffix
 
     work = Path(os.environ.get("ONBEAT_DEBS", "data/debs"))
     seen: set[str] = set()
@@ -1559,9 +1564,8 @@ def _gamemidi_items(root: Path) -> Iterator[Item]:
             seen.add(digest)
             stem = path.name.split(".")[0]
             name = "gamemidi_" + _safe(f"{pkg}_{stem}")
-            names[name] = names.get(name, 0) + 1
-            if names[name] > 1:  # the same file name in two folders of a package
-                stem, name = f"{stem}_{names[name]}", f"{name}_{names[name]}"
+            extra = repeat_suffix(name, names)  # the same file name in two folders
+            stem, name = stem + extra, name + extra
             piece = f"{pkg}/{stem}"
 
             def build(
