@@ -18,7 +18,9 @@ pkgs=(libportaudio2 libsndfile1 pipewire pipewire-pulse pipewire-alsa wireplumbe
       # effects that the demo songs use, which lmms only recommends)
       lmms tap-plugins caps
       # tracker-module labels (training.modules): libopenmpt renders a module the test writes
-      libopenmpt0)
+      libopenmpt0
+      # the MMA groove set (training.render --sets mma): mma writes a song the test renders
+      mma)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,6 +22,9 @@ Sets (each skipped with a note when absent):
 * ``gamemidi-test``, ``gamemidi-valid``: composed General MIDI game music of Debian packages
   with its tempo map as beats, split by song
   (``python -m onbeat.training.render --sets gamemidi --out data/renders_gamemidi``);
+* ``mma-test``, ``mma-valid``: songs that MMA (Musical MIDI Accompaniment) writes over its
+  groove library (ballroom, jazz, latin, rock, folk...), beats from its grid, split by style file
+  (``python -m onbeat.training.render --sets mma --out data/renders_mma``);
 * ``lmms``: the LMMS demo songs, real electronic productions rendered by LMMS with their
   sequencer grid (``python -m onbeat.training.lmms --out data/lmms``); ``lmms-train`` and
   ``lmms-test`` are its fixed halves (a model that trains on the first reports the second);
@@ -155,6 +158,9 @@ RENDER_SETS = {
     # MIDI game music of Debian packages (python -m onbeat.training.render --sets gamemidi)
     "gamemidi-test": ("renders_gamemidi", "test"),
     "gamemidi-valid": ("renders_gamemidi", "valid"),
+    # MMA accompaniment grooves (python -m onbeat.training.render --sets mma), split by style
+    "mma-test": ("renders_mma", "test"),
+    "mma-valid": ("renders_mma", "valid"),
 }
 
 

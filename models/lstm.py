@@ -27,7 +27,16 @@ import torch
 from onbeat.models.streaming import LSTMSpec, NumbaLSTM, load_model
 from torch import nn
 
-__all__ = ["CausalLSTM", "LSTMSpec", "NumbaLSTM", "load_model", "save_model", "torch_state"]
+__all__ = [
+    "CausalLSTM",
+    "LSTMSpec",
+    "MeanOfMembers",
+    "NumbaLSTM",
+    "load_model",
+    "load_torch_members",
+    "save_model",
+    "torch_state",
+]
 
 State = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -150,3 +159,51 @@ def torch_from_arrays(spec: LSTMSpec, arrays: dict[str, npt.NDArray[np.float32]]
     net = CausalLSTM(spec)
     net.load_state_dict(torch_state(arrays))
     return net
+
+
+class MeanOfMembers(nn.Module):
+    """An ensemble in torch: logits of the mean of the members' sigmoid activations, so a
+    sigmoid of its output is what :class:`~onbeat.models.streaming.EnsembleLSTM` computes live.
+
+    Parameters
+    ----------
+    nets : sequence of CausalLSTM
+        The members.
+    """
+
+    def __init__(self, nets: list[CausalLSTM]) -> None:
+        super().__init__()
+        if not nets:
+            raise ValueError("an ensemble needs at least one member")
+        self.nets = nn.ModuleList(nets)
+        self.spec = nets[0].spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, frames, outputs)`` of the members' mean activation."""
+        if len(self.nets) == 1:
+            out: torch.Tensor = self.nets[0](x)
+            return out
+        p = torch.stack([torch.sigmoid(n(x)) for n in self.nets]).mean(0)
+        return torch.logit(p, eps=1e-7)
+
+
+def load_torch_members(
+    name: str, directory: Path | None = None
+) -> tuple[MeanOfMembers, dict[str, object], str]:
+    """Model ``name`` (every ensemble member, :func:`onbeat.models.registry.members`) in torch,
+    in eval mode: the module, the first member's metadata and a digest of all members' files."""
+    import hashlib
+
+    from onbeat.models.registry import load_lstm, member_paths, members
+
+    d, names = members(name, directory)
+    nets, meta = [], {}
+    for k, n in enumerate(names):
+        spec, arrays, m = load_lstm(n, d)
+        nets.append(torch_from_arrays(spec, arrays))
+        if k == 0:
+            meta = m
+    h = hashlib.sha1()
+    for f in member_paths(name, d):
+        h.update(f.read_bytes())
+    return MeanOfMembers(nets).eval(), meta, h.hexdigest()[:12]

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LSTMSpec", "NumbaLSTM", "load_model"]
+__all__ = ["EnsembleLSTM", "LSTMSpec", "NumbaLSTM", "load_model"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +152,51 @@ class NumbaLSTM:
             z = self._h[i]
         _readout(z, self._w_out, self._b_out, self.output)
         return self.output
+
+
+class EnsembleLSTM:
+    """Members of one ensemble stepped together; the output is the mean of their activations.
+
+    Parameters
+    ----------
+    nets : sequence of NumbaLSTM
+        At least one, all of the same input and output shapes.
+
+    Raises
+    ------
+    ValueError
+        When the members disagree on shapes.
+    """
+
+    def __init__(self, nets: list[NumbaLSTM]) -> None:
+        if not nets:
+            raise ValueError("an ensemble needs at least one member")
+        shapes = {(n.spec.n_in, n.spec.outputs) for n in nets}
+        if len(shapes) != 1:
+            raise ValueError(f"ensemble members disagree on inputs/outputs: {sorted(shapes)}")
+        self.nets = list(nets)
+        self.spec = nets[0].spec
+        self.output = np.zeros(len(self.spec.outputs), dtype=np.float32)
+        self._scale = np.float32(1.0 / len(nets))
+
+    def reset(self) -> None:
+        """Zero every member's state."""
+        for n in self.nets:
+            n.reset()
+        self.output.fill(0.0)
+
+    def step(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Advance every member one frame; returns :attr:`output` (the mean of their sigmoid
+        activations), reused each call.
+
+        Real-time safety: in-place NumPy on preallocated buffers; no allocation.
+        """
+        out = self.output
+        out.fill(0.0)
+        for n in self.nets:
+            np.add(out, n.step(x), out=out)
+        np.multiply(out, self._scale, out=out)
+        return out
 
 
 def load_model(

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 from onbeat.models.registry import available
-from onbeat.models.streaming import NumbaLSTM
+from onbeat.models.streaming import EnsembleLSTM, NumbaLSTM
 from onbeat.realtime.bars import BarEvidence, bar_columns
 from onbeat.realtime.commands import Command
 from onbeat.realtime.config import BeatConfig, FeatureConfig
@@ -77,7 +77,7 @@ class BeatStage:
         self.activation = 0.0
         self.downbeat_activation = 0.0
         self._act = np.zeros(2, dtype=np.float32)
-        self.net: NumbaLSTM | None = None
+        self.net: NumbaLSTM | EnsembleLSTM | None = None
         self._bar_columns = bar_columns(layout)
         self.bar_evidence: BarEvidence | None = None
         blocks = [layout.block("pdiff", n) for n in layout.frame_sizes]

@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from onbeat.models.registry import available, load_lstm
-from onbeat.models.streaming import NumbaLSTM
+from onbeat.models.registry import available, load_lstm, members
+from onbeat.models.streaming import EnsembleLSTM, NumbaLSTM
 from onbeat.realtime.config import FeatureConfig, OnsetConfig
 from onbeat.realtime.errors import StageError
 from onbeat.realtime.events import EMPTY, Event
@@ -30,24 +30,41 @@ LEGACY_PICKER = {"threshold": 0.35, "pre_avg_s": 0.05, "pre_max_s": 0.03}
 
 def load_stream_model(
     name: str, features: FeatureConfig, ctx: StreamContext, directory: Path | None = None
-) -> tuple[NumbaLSTM, dict[str, object]]:
+) -> tuple[NumbaLSTM | EnsembleLSTM, dict[str, object]]:
     """Load model ``name`` for numba streaming, checking it matches the stream's features.
+
+    A model with ensemble members (``NAME.m1``... beside it, :func:`members`) loads as an
+    :class:`EnsembleLSTM` that averages them; the metadata is the first member's.
 
     Raises
     ------
     StageError
-        If the weights are missing or were trained on different features.
+        If the weights are missing, were trained on different features, or the members of an
+        ensemble disagree (features, shapes, or the frames by which they report late).
     """
     if not available(name, directory):
         raise StageError(f"the {name!r} model is not installed (no weights in onbeat/models)")
-    spec, arrays, meta = load_lstm(name, directory)
+    d, names = members(name, directory)
     want = feature_fingerprint(features, ctx.sample_rate_hz)
-    if spec.features != want:
-        raise StageError(
-            f"the {name!r} model was trained on features {spec.features!r}, "
-            f"but the stream computes {want!r}"
-        )
-    return NumbaLSTM(spec, arrays), meta
+    nets, metas = [], []
+    for n in names:
+        spec, arrays, meta = load_lstm(n, d)
+        if spec.features != want:
+            raise StageError(
+                f"the {n!r} model was trained on features {spec.features!r}, "
+                f"but the stream computes {want!r}"
+            )
+        nets.append(NumbaLSTM(spec, arrays))
+        metas.append(meta)
+    if len(nets) == 1:
+        return nets[0], metas[0]
+    delays = {float(m.get("delay_frames", 1.0)) for m in metas}
+    if len(delays) != 1:
+        raise StageError(f"the members of the {name!r} ensemble report at different delays")
+    try:
+        return EnsembleLSTM(nets), metas[0]
+    except ValueError as exc:
+        raise StageError(f"the {name!r} ensemble: {exc}") from None
 
 
 class LstmOnsets:

@@ -58,8 +58,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     import torch
-    from onbeat.models.lstm import torch_from_arrays
-    from onbeat.models.registry import load_lstm
+    from onbeat.models.lstm import load_torch_members
     from onbeat.training.beat_teacher import load_teacher
     from onbeat.training.datasets import cached_features, fof_items, render_items
     from onbeat.training.loop import predict
@@ -67,8 +66,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     teacher = load_teacher(args.teacher)
-    spec, arrays, _ = load_lstm("beats")
-    student = torch_from_arrays(spec, arrays).eval()
+    student, _, _ = load_torch_members("beats")
     if args.set == "fof":
         items = fof_items(ROOT / "data" / "fof")
     else:

@@ -24,7 +24,7 @@ setting takes ``/`` between its items: ``--grid beats_per_bar=4,3/4``. A set tha
 per model: each model's activations come from the cached training features (``data/cache``, the
 same engine features; ``ONBEAT_CACHE`` moves it) through the torch sequence forward, spliced into
 an existing capture of the file (its silence flags and bar-model columns do not depend on the
-beat model). ``.`` names the weights in use. These activations equal the live path's to about
+beat model). ``.`` names the weights in use; ``A+B`` is an ensemble (the members' activations averaged). These activations equal the live path's to about
 1e-6; the rows still say ``model``, so never mix them up with live captures.
 
     python scripts/tune_tracker.py --sets renders-valid,heavy-valid --max-files 400 \
@@ -83,9 +83,9 @@ def sections_by_item(items: list) -> dict[str, set[str]]:
 def capture(item, cache: Path) -> dict:
     """Activations the live tracker saw for one file (cached)."""
     from diag_beats import capture_onbeat
-    from onbeat.models.registry import weights_path
+    from onbeat.models.registry import member_paths, weights_path
 
-    key = f"{item.name}-{weights_path('beats').stat().st_mtime_ns}"
+    key = f"{item.name}-{max(f.stat().st_mtime_ns for f in member_paths('beats'))}"
     if weights_path("bars").exists():
         key += f"-bars{weights_path('bars').stat().st_mtime_ns}"
     f = cache / f"{key}.npz"
@@ -121,17 +121,16 @@ def any_capture(item, cache: Path) -> dict:
 
 
 def model_activations(model_dir: Path):
-    """``item -> (beat, downbeat)`` activations of the beat model in ``model_dir`` from the cached
-    features (torch sequence forward, the training path)."""
+    """``item -> (beat, downbeat)`` activations of the beat model in ``model_dir`` (every
+    ensemble member there, averaged) from the cached features (torch sequence forward, the
+    training path)."""
     import torch
-    from onbeat.models.lstm import torch_from_arrays
-    from onbeat.models.registry import load_lstm
+    from onbeat.models.lstm import load_torch_members
     from onbeat.training.datasets import cached_features
     from onbeat.training.loop import predict
 
     torch.set_num_threads(1)
-    spec, arrays, _ = load_lstm("beats", model_dir)
-    net = torch_from_arrays(spec, arrays).eval()
+    net, _, _ = load_torch_members("beats", model_dir)
     cache = Path(os.environ.get("ONBEAT_CACHE", ROOT / "data" / "cache"))
 
     def run(item) -> np.ndarray:
@@ -191,7 +190,10 @@ def main() -> None:
     from onbeat.models.registry import weights_path
 
     models = [
-        weights_path("beats").parent if m.strip() == "." else Path(m.strip())
+        "+".join(
+            str(weights_path("beats").parent) if part.strip() == "." else part.strip()
+            for part in m.split("+")
+        )
         for m in args.models.split(",")
         if m.strip()
     ]
@@ -212,6 +214,8 @@ def main() -> None:
         settings.append(kw)
 
     results = []
+    member_fns: dict = {}  # ensemble member -> its activation function
+    member_acts: dict = {}  # (member, item) -> activations, reused across ensembles
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         items = load_items(set_name, args.max_files)
         sections = sections_by_item(items) if args.by_section else {}
@@ -223,9 +227,16 @@ def main() -> None:
         for model, kw in itertools.product(models or [None], settings):
             if model is not None and model != spliced:
                 spliced = model
-                acts = model_activations(model)
+                parts = model.split("+")
+                for part in parts:
+                    if part not in member_fns:
+                        member_fns[part] = model_activations(Path(part))
                 for it in items:
-                    a, c = acts(it), caps[it.name]
+                    for part in parts:
+                        if (part, it.name) not in member_acts:
+                            member_acts[part, it.name] = member_fns[part](it)
+                    a = np.mean([member_acts[part, it.name] for part in parts], axis=0)
+                    c = caps[it.name]
                     n = c["act"].shape[0]
                     if a.shape[0] < n:
                         raise SystemExit(f"{it.name}: cached features shorter than its capture")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -846,3 +847,93 @@ def test_render_gamemidi_items_from_a_debian_package_folder(tmp_path, monkeypatc
     beats, downbeats = D.read_beats(out / rec["beats"])
     assert len(beats) == pytest.approx(3 * len(downbeats), abs=3)  # a waltz
     assert 60 / rec["median_ibi_s"] == pytest.approx(140.0 / rec["tempo_scale"], rel=0.01)
+
+
+_STYLE = """// a style file as mma's library writes them
+Time 4
+DefGroove Foo       The main groove.
+DefGroove FooSus    With strings.
+  DefGroove FooFill   A one-bar fill.
+DefGroove FooIntro  Four bars in.
+Time 3/4  // a waltz bar
+DefGroove FooEnd    Two bars out.
+Time 6/8
+DefGroove FooEight  Eighth-note beats: left out.
+Time 4
+Timesig 6 8
+DefGroove FooSix   Six triplet eighths in mma's bar of 4: left out.
+Timesig 4 4
+DefGroove FooBack  4/4 again.
+"""
+
+
+def test_mma_song_draws_grooves_tempo_and_chords(tmp_path):
+    """An mma song uses its style file's grooves by role (main and variations in sections of 4
+    or 8 bars, fills on a section's last bar, intro first, ending last), a tempo from the
+    style's words, enough bars for 75 s, and says each bar's length in quarter notes."""
+    from onbeat.training.render import mma_grooves, mma_song
+
+    style = tmp_path / "stdlib" / "slowfoo.mma"
+    style.parent.mkdir()
+    style.write_text(_STYLE)
+    grooves = mma_grooves(style)
+    assert grooves == [
+        ("Foo", 4), ("FooSus", 4), ("FooFill", 4), ("FooIntro", 4), ("FooEnd", 3), ("FooBack", 4)
+    ]  # fmt: skip
+    seen: set[str] = set()
+    for seed in range(20):
+        text, bpm, bar_quarters = mma_song(style, grooves, np.random.default_rng(seed))
+        lines = text.splitlines()
+        assert lines[0] == f"Tempo {bpm:.2f}" and lines[1] == f"Use {style.with_suffix('')}"
+        assert 66.0 <= bpm <= 95.0  # "slow" in the style's name
+        bars = [ln for ln in lines[2:] if not ln.startswith("Groove")]
+        assert len(bars) == len(bar_quarters) >= max(24, int(75 * bpm / 240))
+        grooves_used = [ln.split()[1] for ln in lines if ln.startswith("Groove")]
+        seen.update(grooves_used)
+        if "FooIntro" in grooves_used:
+            assert grooves_used[0] == "FooIntro"
+        if "FooEnd" in grooves_used:
+            assert grooves_used[-1] == "FooEnd" and lines[-3] == "Groove FooEnd"
+            assert bar_quarters[-2:] == [3, 3] and set(bar_quarters[:-2]) == {4}
+        else:
+            assert set(bar_quarters) == {4}
+        for k, ln in enumerate(lines):  # a fill plays one bar, then a new section starts
+            if ln == "Groove FooFill":
+                assert k + 2 == len(lines) or lines[k + 2].startswith("Groove")
+    assert seen == {g for g, _ in grooves}
+    only_fills = tmp_path / "fills.mma"
+    only_fills.write_text("DefGroove BarFill x\n")
+    with pytest.raises(ValueError, match="no main groove"):
+        mma_song(only_fills, mma_grooves(only_fills), np.random.default_rng(0))
+
+
+@pytest.mark.skipif(shutil.which("mma") is None, reason="mma not installed (apt-get install mma)")
+def test_render_mma_items_labels_the_grooves_grid(tmp_path, monkeypatch):
+    """The ``mma`` set renders songs that mma writes over a style file, with mma's quarter-note
+    beats and its bars: a waltz has three beats a bar, a swing four, and the beats sit on
+    notes (swung eighths or not); a style in 6/8 is left out."""
+    pytest.importorskip("pretty_midi")
+    from onbeat.training import render
+
+    lib = tmp_path / "lib" / "stdlib"
+    lib.mkdir(parents=True)
+    for name in ("waltz", "swing", "ballad68"):
+        src = Path("/usr/share/mma/lib/stdlib") / f"{name}.mma"
+        if not src.exists():
+            pytest.skip(f"mma library lacks {src}")
+        (lib / src.name).write_text(src.read_text())
+    monkeypatch.setenv("ONBEAT_MMA_LIB", str(tmp_path / "lib"))
+    items = render.source_items("mma")
+    assert sorted(it.name for it in items) == ["mma_stdlib-swing", "mma_stdlib-waltz"]
+    out, _, recs = _render_generated(tmp_path, "mma", 2, 20.0)
+    for name, per_bar in (("mma_stdlib-waltz", 3), ("mma_stdlib-swing", 4)):
+        rec = recs[name]
+        assert rec["has_drums"] and per_bar in rec["bar_quarters"]
+        tempo = 60.0 / rec["median_ibi_s"]
+        assert tempo == pytest.approx(rec["mma_bpm"] / rec["tempo_scale"], rel=0.01)
+        assert 55.0 <= tempo <= 215.0
+        beats, downbeats = D.read_beats(out / rec["beats"])
+        assert len(beats) == pytest.approx(per_bar * len(downbeats), abs=per_bar)
+        onsets = np.loadtxt(out / rec["onsets"], ndmin=1)
+        near = np.min(np.abs(beats[:, None] - onsets[None, :]), axis=1) <= 0.03
+        assert near.mean() >= 0.8, name

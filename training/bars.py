@@ -71,16 +71,12 @@ def live_beats(net: Any, delay_frames: float, x: np.ndarray) -> np.ndarray:
 
 
 def _beat_model() -> tuple[Any, float, str]:
-    """The shipped beat model in torch, its delay in frames, and an id of its weights."""
-    import hashlib
+    """The shipped beat model in torch (every ensemble member), its delay in frames, and an id
+    of its weights."""
+    from onbeat.models.lstm import load_torch_members
 
-    from onbeat.models.lstm import torch_from_arrays
-    from onbeat.models.registry import load_lstm, weights_path
-
-    spec, arrays, meta = load_lstm("beats")
-    net = torch_from_arrays(spec, arrays).eval()
-    digest = hashlib.sha1(weights_path("beats").read_bytes()).hexdigest()[:12]
-    return net, float(meta.get("delay_frames", 1.0)), digest
+    net, meta, digest = load_torch_members("beats")
+    return net, float(meta.get("delay_frames", 1.0)), digest  # type: ignore[arg-type]
 
 
 def bar_pairs(

@@ -242,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
-    from onbeat.models.lstm import torch_from_arrays
-    from onbeat.models.registry import load_lstm
+    from onbeat.models.lstm import load_torch_members
     from tqdm import tqdm
 
     torch.set_num_threads(1)
@@ -254,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = json.loads((args.teacher_model / "teacher.json").read_text())
         decoder = "tracker"
     else:
-        spec, arrays, meta = load_lstm("beats")
-        net = torch_from_arrays(spec, arrays).eval()
+        net, meta, _ = load_torch_members("beats")
         decoder = "dp"
     config = PseudoConfig(partner=args.partner, skip_s=args.skip_s)
     manifest_path = args.out / "manifest.json"

@@ -1588,8 +1588,196 @@ def _gamemidi_items(root: Path) -> Iterator[Item]:
             yield Item(name, "gamemidi", piece, split_of("gamemidi", piece), build)
 
 
+# --------------------------------------------------------------------------------------------
+# MMA accompaniment grooves: songs written by "Musical MIDI Accompaniment" (Debian ``mma``,
+# GPL) over its groove library (about 2,000 grooves in some 280 style files: ballroom, jazz,
+# latin, rock, country, folk...). Each song draws a style file, a tempo, a key, a chord
+# progression and a sequence of the file's grooves (variations, fills, intro, ending); mma
+# writes it on its beat grid, so the tempo map and time signatures label the beats exactly.
+
+#: Where the groove library lives (``apt-get install mma``); ``ONBEAT_MMA_LIB`` moves it.
+MMA_LIB = Path("/usr/share/mma/lib")
+#: Chord progressions as (semitones above the key, quality) per bar; a bar may hold two chords.
+MMA_PROGRESSIONS: tuple[tuple[tuple[tuple[int, str], ...], ...], ...] = (
+    (((0, ""),), ((7, ""),), ((9, "m"),), ((5, ""),)),  # I V vi IV
+    (((0, ""),), ((5, ""),), ((7, "7"),), ((0, ""),)),  # I IV V7 I
+    (((2, "m7"),), ((7, "7"),), ((0, "maj7"),), ((0, "maj7"),)),  # ii V I
+    (((0, ""),), ((9, "m"),), ((2, "m"),), ((7, "7"),)),  # I vi ii V
+    (((9, "m"),), ((5, ""),), ((0, ""),), ((7, ""),)),  # vi IV I V
+    (((0, "m"),), ((8, ""),), ((3, ""),), ((10, ""),)),  # i VI III VII
+    (((0, "m"),), ((5, "m"),), ((7, "7"),), ((0, "m"),)),  # i iv V7 i
+    (((0, ""), (5, "")), ((7, ""), (0, "")), ((9, "m"), (5, "")), ((7, "7"),)),
+    tuple(((d, "7"),) for d in (0, 0, 0, 0, 5, 5, 0, 0, 7, 5, 0, 7)),  # 12-bar blues
+)
+_MMA_KEYS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+#: Tempo ranges (BPM of mma's quarter note) by words in the style's file or groove names; the
+#: render's warp (:data:`TEMPO_SCALE`) keeps them within 55-215 BPM
+_MMA_TEMPO_WORDS: tuple[tuple[tuple[str, ...], tuple[float, float]], ...] = (
+    (("slow", "ballad", "lullaby", "hymn", "spiritual"), (66.0, 95.0)),
+    (("fast", "quick", "bebop", "jive", "polka", "ska", "punk", "twist", "charleston",
+      "bluegrass", "dixie", "vienese", "march", "samba", "merengue"), (140.0, 180.0)),
+)  # fmt: skip
+_MMA_TEMPO_DEFAULT = (75.0, 165.0)
+
+
+def mma_grooves(path: Path) -> list[tuple[str, int]]:
+    """The grooves a style file defines (its ``DefGroove`` lines), in file order, each with its
+    bar length in quarter notes (the ``Time`` before it: mma's beat is the quarter note).
+    Grooves under an eighth-note meter (``Time N/8``, or ``Timesig N 8``, where a bar of mma's
+    four "quarters" holds six triplet eighths) are left out: their felt beat is not mma's."""
+    out: list[tuple[str, int]] = []
+    beats: int | None = 4
+    eighths = False  # under "Timesig 6 8" mma's "quarter" is a third of the felt beat
+    for line in path.read_text(errors="replace").splitlines():
+        words = line.split("//")[0].replace("/", " ").split()
+        key = words[0].lower() if words else ""
+        if key == "time" and len(words) >= 2:
+            beats = int(words[1]) if words[1].isdigit() and words[2:3] in ([], ["4"]) else None
+        elif key == "timesig" and len(words) >= 3:
+            eighths = words[2] == "8"
+        elif key == "defgroove" and len(words) >= 2 and beats is not None and not eighths:
+            out.append((words[1], beats))
+    return out
+
+
+def mma_song(
+    style: Path, grooves: Sequence[tuple[str, int]], rng: np.random.Generator
+) -> tuple[str, float, list[int]]:
+    """An mma song over the grooves (:func:`mma_grooves`) of the style file ``style``:
+    ``(text, tempo_bpm, quarters of each bar)``.
+
+    Sections of 4 or 8 bars each play a main groove or a variation (the first groove twice as
+    often), 40 % of them end on a one-bar fill where the file has one; half of the songs open on
+    the file's intro and close on its ending. Bars long enough for 75 s at the drawn tempo.
+    """
+    length_of = dict(grooves)
+    names = [g for g, _ in grooves]
+    low = [g.lower() for g in names]
+    intro = [g for g, g_l in zip(names, low, strict=True) if "intro" in g_l]
+    end = [g for g, g_l in zip(names, low, strict=True) if "end" in g_l]
+    fill = [g for g, g_l in zip(names, low, strict=True) if "fill" in g_l or "break" in g_l]
+    main = [g for g in names if g not in intro and g not in end and g not in fill]
+    if not main:
+        raise ValueError(f"{style}: no main groove")
+    words = (style.stem + " " + main[0]).lower()
+    lo, hi = _MMA_TEMPO_DEFAULT
+    for keys, rng_bpm in _MMA_TEMPO_WORDS:
+        if any(k in words for k in keys):
+            lo, hi = rng_bpm
+            break
+    bpm = float(rng.uniform(lo, hi))
+    key = int(rng.integers(12))
+    prog = MMA_PROGRESSIONS[int(rng.integers(len(MMA_PROGRESSIONS)))]
+    n_bars = max(24, math.ceil(75.0 * bpm / 60.0 / 4.0))
+    lines = [f"Tempo {bpm:.2f}", f"Use {style.with_suffix('')}"]
+    bar_quarters: list[int] = []
+
+    def play(groove: str, n: int) -> None:
+        lines.append(f"Groove {groove}")
+        for _ in range(n):
+            k = len(bar_quarters)
+            lines.append(" ".join(_MMA_KEYS[(key + d) % 12] + q for d, q in prog[k % len(prog)]))
+            bar_quarters.append(length_of[groove])
+
+    if intro and rng.random() < 0.5:
+        play(intro[int(rng.integers(len(intro)))], 4)
+    weights = np.ones(len(main))
+    weights[0] = min(2.0, float(len(main)))
+    weights /= weights.sum()
+    while len(bar_quarters) < n_bars:
+        length = int(rng.choice([4, 8]))
+        groove = main[int(rng.choice(len(main), p=weights))]
+        if fill and rng.random() < 0.4:
+            play(groove, length - 1)
+            play(fill[int(rng.integers(len(fill)))], 1)
+        else:
+            play(groove, length)
+    if end and rng.random() < 0.5:
+        play(end[int(rng.integers(len(end)))], 2)
+    return "\n".join(lines) + "\n", bpm, bar_quarters
+
+
+def mma_beat_grid(pm: Any, bar_quarters: Sequence[int]) -> Array:
+    """Beats ``(n, 2)`` (time, beat in bar) of an mma song: every quarter note of its tempo map
+    (mma's beat, whatever time signature label it writes), numbered by the song's bars, up to
+    the last note."""
+    pm.time_signature_changes = []  # pretty_midi then counts quarter notes
+    end = max((n.end for ins in pm.instruments for n in ins.notes), default=0.0)
+    q = np.asarray(pm.get_beats(), dtype=np.float64)
+    bib = np.concatenate([np.arange(1, n + 1) for n in bar_quarters]).astype(np.float64)
+    n = min(q.shape[0], bib.shape[0], int(np.searchsorted(q, end, side="right")))
+    if n < 8:
+        raise ValueError(f"only {n} beats")
+    return np.column_stack([q[:n], bib[:n]])
+
+
+def run_mma(song: str, timeout_s: float = 120.0) -> Any:
+    """Write ``song`` to MIDI with the ``mma`` program and read it (``pretty_midi``).
+
+    Raises
+    ------
+    RuntimeError
+        When ``mma`` is missing or fails.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    exe = shutil.which("mma")
+    if exe is None:
+        raise RuntimeError("mma not found: apt-get install mma")
+    with tempfile.TemporaryDirectory(prefix="onbeat-mma-") as tmp:
+        src, mid = Path(tmp) / "song.mma", Path(tmp) / "song.mid"
+        src.write_text(song)
+        res = subprocess.run(
+            [exe, str(src), "-f", str(mid)], capture_output=True, text=True, timeout=timeout_s
+        )
+        if res.returncode != 0 or not mid.exists():
+            msg = (res.stdout + res.stderr).strip().splitlines()
+            raise RuntimeError(f"mma failed: {msg[-1] if msg else res.returncode}")
+        return _read_midi(mid)
+
+
+def _mma_items(root: Path) -> Iterator[Item]:
+    """One item per style file of the mma groove library (:data:`MMA_LIB`), split by file."""
+    del root
+    lib = Path(os.environ.get("ONBEAT_MMA_LIB", MMA_LIB))
+    if not lib.is_dir():
+        raise RuntimeError(f"mma groove library {lib} not found: apt-get install mma")
+    for path in sorted(lib.glob("*/*.mma")):
+        grooves = mma_grooves(path)
+        if not grooves:
+            continue
+        lib_name = f"{path.parent.name}/{path.stem}"
+        name = "mma_" + _safe(lib_name.replace("/", "_"))
+
+        def build(
+            rng: np.random.Generator,
+            path: Path = path,
+            lib_name: str = lib_name,
+            grooves: list[tuple[str, int]] = grooves,
+        ) -> tuple[list[Part], Array, dict[str, Any]]:
+            song, bpm, bar_quarters = mma_song(path.resolve(), grooves, rng)
+            pm = run_mma(song)
+            beats = mma_beat_grid(pm, bar_quarters)
+            parts = _merged_parts(_pm_to_parts(pm.instruments, "mma"))
+            for p in parts:
+                if not p.is_drum and rng.random() < 0.2:
+                    p.program = int(rng.choice(ACCOMP_PROGRAMS))
+                p.level_db = float(rng.uniform(-4, 2))
+            info = {
+                "layers": "+".join(p.name for p in parts),
+                "source": lib_name,
+                "mma_bpm": round(bpm, 2),
+                "bar_quarters": sorted(set(bar_quarters)),
+            }
+            return parts, beats, info
+
+        yield Item(name, "mma", lib_name, split_of("mma", lib_name), build)
+
+
 # need no research data (generated, or fetched from Debian)
-GENERATED_SETS = frozenset({"heavy", "displaced", "edm", "gamemidi"})
+GENERATED_SETS = frozenset({"heavy", "displaced", "edm", "gamemidi", "mma"})
 
 SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
     "groove": _groove_items,
@@ -1599,6 +1787,7 @@ SOURCES: dict[str, Callable[[Path], Iterator[Item]]] = {
     "displaced": _generated_heavy("displaced", DISPLACE_P),
     "edm": _generated_edm("edm"),
     "gamemidi": _gamemidi_items,
+    "mma": _mma_items,
 }
 
 
