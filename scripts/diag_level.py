@@ -70,30 +70,24 @@ def main() -> None:
     ap.add_argument("--max-files", type=int, default=400)
     args = ap.parse_args()
 
-    def activations(spec: str):
-        fns = [tt.model_activations(Path(p)) for p in spec.split("+")]
-        return lambda it: np.mean([f(it) for f in fns], axis=0)
-
-    tracked = activations(args.model)
-    shown = {m: activations(m) for m in [args.model, *filter(None, args.models.split(","))]}
+    acts = tt.SpecActivations()
+    shown = [args.model, *filter(None, args.models.split(","))]
     base = OnbeatConfig().tracker
     rows = []
     for it in tt.load_items(args.set, args.max_files):
         c = tt.any_capture(it, ROOT / "runs" / "tune_tracker" / args.set)
-        a = tracked(it)
-        n = c["act"].shape[0]
-        det = tt.replay({**c, "act": a[:n, 0], "db": a[:n, 1]}, base)
+        det = tt.replay(tt.splice(c, acts(args.model, it), it.name), base)
         f = bb.score(it, {"times_s": det, "beats_in_bar": []}).get("f", float("nan"))
         ref = np.asarray(it.beats, dtype=np.float64)
         ratio, phase = level_and_phase(det, ref)
         half = 0.5 * (ref[:-1] + ref[1:])
-        acts = []
-        for name, fn in shown.items():
-            act = fn(it)[:, 0]
+        cols = []
+        for name in shown:
+            act = acts(name, it)[:, 0]
             on, off = activation_at(act, ref), activation_at(act, half)
-            acts.append(f"{Path(name).name[-12:]} on {on:.2f} off {off:.2f}")
+            cols.append(f"{Path(name).name[-12:]} on {on:.2f} off {off:.2f}")
         rows.append((f, f"{it.name[:44]:44s} F {f:.2f} tempo x{ratio:.2f} phase {phase:.2f} | "
-                     + " | ".join(acts)))  # fmt: skip
+                     + " | ".join(cols)))  # fmt: skip
     for _, line in sorted(rows, key=lambda r: r[0]):
         print(line)
 

@@ -24,8 +24,9 @@ setting takes ``/`` between its items: ``--grid beats_per_bar=4,3/4``. A set tha
 per model: each model's activations come from the cached training features (``data/cache``, the
 same engine features; ``ONBEAT_CACHE`` moves it) through the torch sequence forward, spliced into
 an existing capture of the file (its silence flags and bar-model columns do not depend on the
-beat model). ``.`` names the weights in use; ``A+B`` is an ensemble (the members' activations averaged). These activations equal the live path's to about
-1e-6; the rows still say ``model``, so never mix them up with live captures.
+beat model). ``.`` names the weights in use; ``A+B`` is an ensemble (the members' activations
+averaged). These activations equal the live path's to about 1e-6; the rows still say ``model``,
+so never mix them up with live captures.
 
     python scripts/tune_tracker.py --sets renders-valid,heavy-valid --max-files 400 \
         --models .,runs/export_bo4r
@@ -140,6 +141,33 @@ def model_activations(model_dir: Path):
     return run
 
 
+class SpecActivations:
+    """``acts(spec, item)``: activations of a model spec, ``DIR`` or ``A+B+C`` (the members'
+    activations averaged, as the live ensemble does), each folder's computed once per item and
+    reused by every spec that names it."""
+
+    def __init__(self) -> None:
+        self._fns: dict[str, object] = {}
+        self._acts: dict[tuple[str, str], np.ndarray] = {}
+
+    def __call__(self, spec: str, item) -> np.ndarray:
+        parts = spec.split("+")
+        for part in parts:
+            if part not in self._fns:
+                self._fns[part] = model_activations(Path(part))
+            if (part, item.name) not in self._acts:
+                self._acts[part, item.name] = self._fns[part](item)  # type: ignore[operator]
+        return np.mean([self._acts[part, item.name] for part in parts], axis=0)
+
+
+def splice(c: dict, a: np.ndarray, name: str) -> dict:
+    """The capture ``c`` with its beat and downbeat activations replaced by ``a``'s columns."""
+    n = c["act"].shape[0]
+    if a.shape[0] < n:
+        raise SystemExit(f"{name}: cached features shorter than its capture")
+    return {**c, "act": a[:n, 0], "db": a[:n, 1]}
+
+
 def replay(c: dict, base, bars: list | None = None, **fields) -> np.ndarray:
     """Beat times of the tracker (``base`` with ``fields`` replaced) replayed over a capture;
     ``bars`` receives each beat's ``beat_in_bar``. BeatStage adds one hop to the tracker's
@@ -214,8 +242,7 @@ def main() -> None:
         settings.append(kw)
 
     results = []
-    member_fns: dict = {}  # ensemble member -> its activation function
-    member_acts: dict = {}  # (member, item) -> activations, reused across ensembles
+    acts = SpecActivations()
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         items = load_items(set_name, args.max_files)
         sections = sections_by_item(items) if args.by_section else {}
@@ -227,20 +254,8 @@ def main() -> None:
         for model, kw in itertools.product(models or [None], settings):
             if model is not None and model != spliced:
                 spliced = model
-                parts = model.split("+")
-                for part in parts:
-                    if part not in member_fns:
-                        member_fns[part] = model_activations(Path(part))
                 for it in items:
-                    for part in parts:
-                        if (part, it.name) not in member_acts:
-                            member_acts[part, it.name] = member_fns[part](it)
-                    a = np.mean([member_acts[part, it.name] for part in parts], axis=0)
-                    c = caps[it.name]
-                    n = c["act"].shape[0]
-                    if a.shape[0] < n:
-                        raise SystemExit(f"{it.name}: cached features shorter than its capture")
-                    caps[it.name] = {**c, "act": a[:n, 0], "db": a[:n, 1]}
+                    caps[it.name] = splice(caps[it.name], acts(model, it), it.name)
             rows, extras = [], {}
             by_family: dict[str, list[float]] = {}
             by_file: dict[str, float] = {}

@@ -1593,7 +1593,8 @@ def _gamemidi_items(root: Path) -> Iterator[Item]:
 # GPL) over its groove library (about 2,000 grooves in some 280 style files: ballroom, jazz,
 # latin, rock, country, folk...). Each song draws a style file, a tempo, a key, a chord
 # progression and a sequence of the file's grooves (variations, fills, intro, ending); mma
-# writes it on its beat grid, so the tempo map and time signatures label the beats exactly.
+# writes it on its beat grid, so its quarter notes (the tempo map) and the grooves' bar lengths
+# label the beats and bars exactly (:func:`mma_beat_grid`; not the time signature it writes).
 
 #: Where the groove library lives (``apt-get install mma``); ``ONBEAT_MMA_LIB`` moves it.
 MMA_LIB = Path("/usr/share/mma/lib")
