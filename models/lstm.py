@@ -79,9 +79,14 @@ class CausalLSTM(nn.Module):
         -------
         Tensor, shape (batch, frames, n_outputs)
         """
+        return self.head(self.drop(self.hidden(x)))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last LSTM layer's outputs ``(batch, frames, hidden)`` for a sequence (what the
+        read-out sees, before its dropout); training attaches auxiliary heads here."""
         z = self.drop((x - self.in_mean) / self.in_std)
         h, _ = self.lstm(z)
-        return self.head(self.drop(h))
+        return h
 
     def init_state(self) -> State:
         """Zero state for :meth:`step`."""

@@ -182,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="beats: loss weight of labelled note onsets that are not beats (renders)",
     )
     p.add_argument(
+        "--phase-weight",
+        type=float,
+        default=0.0,
+        help="beats: weight of an auxiliary loss predicting the position within the beat at "
+        "every frame (a training-only head; 0: off)",
+    )
+    p.add_argument(
         "--downbeat-weight",
         type=float,
         default=1.0,
@@ -666,6 +673,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             folds=args.folds,
             offbeat_weight=args.offbeat_weight,
             onset_weight=args.onset_weight,
+            phase_weight=args.phase_weight,
             downbeat_weight=args.downbeat_weight,
             mixup=args.mixup,
             renders=args.renders,

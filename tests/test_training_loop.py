@@ -533,3 +533,61 @@ def test_train_bars_on_labelled_and_tracker_beats(tmp_path):
         # the click track's accented beats are its downbeats: the tracker's beats near them
         # are labelled 1, about one in four
         assert 0.15 < flags.mean() < 0.35
+
+
+def test_beat_phase_targets_span_labelled_beats_only():
+    """The auxiliary phase target runs from 0 at a labelled beat to just under one turn at the
+    frame before the next; spans with a masked frame, or too long or short, are masked."""
+    from onbeat.training.loop import beat_phase_targets
+
+    y = np.zeros(300, np.float32)
+    y[[10, 60, 110, 150, 290]] = 1.0
+    y[[11, 59]] = 0.5  # widened neighbours are not beats
+    y[170:180] = -1.0  # unknown labels inside the span 150..290 (also too long)
+    t = beat_phase_targets(y)
+    assert t.shape == (300, 3)
+    np.testing.assert_allclose(t[10], [1.0, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(t[35], [-1.0, 0.0, 1.0], atol=1e-6)  # half way: phase 0.5
+    np.testing.assert_allclose(t[85], [-1.0, 0.0, 1.0], atol=1e-6)  # half of 50
+    np.testing.assert_allclose(t[110 + 10], [0.0, 1.0, 1.0], atol=1e-6)  # a quarter of 40
+    assert t[:10, 2].sum() == 0 and t[150:, 2].sum() == 0
+    assert t[10:150, 2].sum() == 140
+    short = np.zeros(100, np.float32)
+    short[[10, 20]] = 1.0  # 10 frames: 600 BPM, not a beat period
+    assert beat_phase_targets(short)[:, 2].sum() == 0
+
+
+def test_phase_loss_trains_a_head_that_is_not_exported(tmp_path):
+    """``phase_weight`` trains a training-only head on the LSTM's outputs to say where in the
+    beat each frame is: it lands in the checkpoint (and resumes), never in the network."""
+    data = pulse_data(frames=400)
+    cfg = TrainConfig(
+        epochs=2, steps_per_epoch=80, batch_size=4, crop_frames=120, lr=1e-2, phase_weight=1.0
+    )
+    spec = LSTMSpec(name="beats", n_in=6, hidden=16, layers=1, outputs=("beat",))
+    best = train(
+        spec=spec, train_data=data, valid_data=data, config=cfg, run_dir=tmp_path / "p",
+        score=pulse_score, progress=False,
+    )  # fmt: skip
+    assert best["score"] > 0.5  # the beat output still learns
+    state = torch.load(tmp_path / "p" / "best.pt", weights_only=True)
+    assert not any(k.startswith("aux") for k in state)
+    ck = torch.load(tmp_path / "p" / "ckpt.pt", weights_only=True)
+    aux = torch.nn.Linear(16, 2)
+    aux.load_state_dict(ck["aux"])
+    net = CausalLSTM(spec)
+    net.load_state_dict(state)
+    net.eval()
+    from onbeat.training.loop import beat_phase_targets
+
+    sims = []
+    with torch.inference_mode():
+        for x, y in data:
+            t = beat_phase_targets(y[:, 0])
+            p = aux(net.hidden(torch.from_numpy(x)[None]))[0].numpy()
+            m = t[:, 2] > 0
+            sims.append(float(np.mean(np.sum(p[m] * t[m, :2], axis=1))))
+    # mean cosine agreement with the true position (0 for a head that knows nothing)
+    assert np.mean(sims) > 0.3, sims
+    with pytest.raises(ValueError, match="phase_weight"):
+        TrainConfig(phase_weight=-1.0)

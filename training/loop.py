@@ -10,6 +10,7 @@ stopped: run the same command again. The best epoch by validation score is expor
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -71,6 +72,11 @@ class TrainConfig:
     stop_epoch : int
         Stop after this epoch (0: after ``epochs``). The learning-rate schedule still spans
         ``epochs``, so a run stopped at epoch k has exactly the weights a full run had at k.
+    phase_weight : float
+        Beat tasks: weight of an auxiliary loss (0: none) in which a linear head on the last
+        LSTM layer predicts the position within the beat, ``(cos, sin)`` of ``2 pi phase``, at
+        every frame between two labelled beats (:func:`beat_phase_targets`). The head exists only
+        in training; the exported model is the plain network.
     """
 
     epochs: int = 30
@@ -85,6 +91,7 @@ class TrainConfig:
     seed: int = 0
     grad_clip: float = 1.0
     stop_epoch: int = 0
+    phase_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch_size < 1:
@@ -97,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"offbeat_weight = {self.offbeat_weight} must be in (0, 100]")
         if not 0.0 < self.onset_weight <= 100.0:
             raise ValueError(f"onset_weight = {self.onset_weight} must be in (0, 100]")
+        if not 0.0 <= self.phase_weight <= 100.0:
+            raise ValueError(f"phase_weight = {self.phase_weight} must be in [0, 100]")
         if any(not 0.0 < w <= 100.0 for w in self.output_weight):
             raise ValueError(f"output_weight = {self.output_weight}: each must be in (0, 100]")
 
@@ -161,6 +170,39 @@ def offbeat_weights(y: npt.NDArray[np.float32], weight: float) -> npt.NDArray[np
         plain = beats[y[beats, 1] == 0.0]
         w[plain, 1] = weight
     return w
+
+
+def beat_phase_targets(
+    y0: npt.NDArray[np.float32], min_gap: int = 20, max_gap: int = 120
+) -> npt.NDArray[np.float32]:
+    """Per-frame position within the beat, for the auxiliary phase loss.
+
+    Parameters
+    ----------
+    y0 : ndarray, shape (n_frames,)
+        Beat targets of one crop: 1 at beat frames, -1 where masked.
+    min_gap, max_gap : int
+        Frames between two beats for the span between them to count (at 100 frames/s: 50-300
+        BPM); other spans (a missing label, a gap in the annotation) are masked.
+
+    Returns
+    -------
+    ndarray, shape (n_frames, 3)
+        ``cos(2 pi phase)``, ``sin(2 pi phase)`` and a mask (1 where the phase is known: from a
+        labelled beat up to the frame before the next, with no masked frame between them).
+    """
+    out = np.zeros((y0.shape[0], 3), np.float32)
+    beats = np.flatnonzero(y0 == 1.0)
+    masked = np.concatenate([[0], np.cumsum(y0 < 0.0)])
+    for a, b in itertools.pairwise(beats.tolist()):
+        gap = int(b - a)
+        if not min_gap <= gap <= max_gap or masked[b + 1] - masked[a] > 0:
+            continue
+        ph = 2.0 * np.pi * np.arange(gap, dtype=np.float64) / gap
+        out[a:b, 0] = np.cos(ph)
+        out[a:b, 1] = np.sin(ph)
+        out[a:b, 2] = 1.0
+    return out
 
 
 def _batch(
@@ -365,13 +407,23 @@ def train(
         for (xm, _), mk in zip(train_data, onset_marks, strict=True):
             if mk is not None and mk.shape != (xm.shape[0],):
                 raise ValueError("each onset_marks entry needs one flag per frame of its sequence")
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=weight_decay)
+    aux: nn.Linear | None = None
+    params = list(net.parameters())
+    if config.phase_weight > 0.0:
+        if not hasattr(net, "hidden"):
+            raise ValueError("phase_weight needs a network with hidden() and head (an LSTM)")
+        torch.manual_seed(config.seed + 1)
+        aux = nn.Linear(net.head.in_features, 2)
+        params += list(aux.parameters())
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     rng = np.random.default_rng(config.seed)
     epoch0, best = 0, {"score": -math.inf}
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         net.load_state_dict(ck["model"])
+        if aux is not None:
+            aux.load_state_dict(ck["aux"])
         opt.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
         epoch0, best = ck["epoch"], ck["best"]
@@ -410,7 +462,16 @@ def train(
                 onset_marks,
                 config.onset_weight,
             )
-            loss = _loss(net(x), y, pw, fw * ow)
+            if aux is None:
+                loss = _loss(net(x), y, pw, fw * ow)
+            else:
+                h = net.hidden(x)
+                loss = _loss(net.head(net.drop(h)), y, pw, fw * ow)
+                tgt = torch.from_numpy(
+                    np.stack([beat_phase_targets(yi) for yi in y[:, :, 0].numpy()])
+                )
+                err = ((aux(h) - tgt[..., :2]) ** 2).sum(-1) * tgt[..., 2]
+                loss = loss + config.phase_weight * err.sum() / tgt[..., 2].sum().clamp_min(1.0)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
@@ -446,6 +507,7 @@ def train(
                 "best": best,
                 "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
+                **({"aux": aux.state_dict()} if aux is not None else {}),
             },
             ckpt_path,
         )

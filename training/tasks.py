@@ -646,6 +646,7 @@ def train_beats(
             + (f" --layers {layers}" if layers != 2 else "")
             + (f" --offbeat-weight {config.offbeat_weight:g}" if config.offbeat_weight != 1 else "")
             + (f" --onset-weight {config.onset_weight:g}" if config.onset_weight != 1 else "")
+            + (f" --phase-weight {config.phase_weight:g}" if config.phase_weight else "")
             + (f" --lr {config.lr:g}" if config.lr != TrainConfig().lr else "")
             + (f" --init {init}" if init is not None else "")
             + (f" --pseudo {pseudo_dir} --pseudo-weight {pseudo_weight:g}" if pseudo_dir else "")
@@ -754,6 +755,7 @@ def main_train(
     folds: int = 10,
     offbeat_weight: float = 1.0,
     onset_weight: float = 1.0,
+    phase_weight: float = 0.0,
     downbeat_weight: float = 1.0,
     mixup: float = 0.0,
     renders: int = 0,
@@ -881,6 +883,7 @@ def main_train(
             pos_weight=(6.0, 12.0),
             offbeat_weight=offbeat_weight,
             onset_weight=onset_weight,
+            phase_weight=phase_weight,
             output_weight=(1.0, downbeat_weight) if downbeat_weight != 1.0 else (),
             seed=seed,
             **({"lr": lr} if lr is not None else {}),
