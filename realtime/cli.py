@@ -343,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="beats: also export every epoch to RUN_DIR/beats/epochs/NN",
     )
+    p.add_argument(
+        "--eq-augment",
+        type=float,
+        default=0.0,
+        metavar="P_CUT",
+        help="beats: a random equaliser on every training crop (tilt, bump, and in this share "
+        "of the crops a high- or low-pass); 0: random gain only",
+    )
     p.add_argument("-v", "--verbose", action="count", default=1)
 
     p = sub.add_parser("demo", help="play the built-in synthesized demo song")
@@ -701,6 +709,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             lmms_dir=Path(args.lmms) if args.lmms else None,
             lmms_weight=args.lmms_weight,
             keep_epochs=args.keep_epochs,
+            eq_cut=args.eq_augment,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise OnbeatError(str(exc)) from None

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import maximum_filter1d
 
-__all__ = ["GainAugment", "MelAugment"]
+__all__ = ["EqAugment", "GainAugment", "MelAugment"]
 
 
 class GainAugment:
@@ -47,10 +47,18 @@ class GainAugment:
 
     def apply(self, x: npt.NDArray[np.float32], gain_db: float) -> npt.NDArray[np.float32]:
         """Features of the same audio ``gain_db`` louder; the first ``context`` rows are context."""
-        g = 10.0 ** (gain_db / 20.0)
+        return self.apply_bands(x, [gain_db] * len(self.diff_frames))
+
+    def apply_bands(
+        self, x: npt.NDArray[np.float32], gain_db: list[float | npt.NDArray[np.float64]]
+    ) -> npt.NDArray[np.float32]:
+        """Features of the same audio through a gain per band: ``gain_db[i]`` (a number, or one
+        value per band) for the i-th frame size. Exact for the log-filtered spectrum, whose
+        bands are linear in the magnitude; the positive difference is recomputed."""
         out = x.copy()
         layout = self.layout
-        for n, d in zip(layout.frame_sizes, self.diff_frames, strict=True):  # type: ignore[attr-defined]
+        for n, d, db in zip(layout.frame_sizes, self.diff_frames, gain_db, strict=True):  # type: ignore[attr-defined]
+            g = 10.0 ** (np.asarray(db, dtype=np.float64) / 20.0)
             lf = layout.block("logfilt", n)  # type: ignore[attr-defined]
             pd = layout.block("pdiff", n)  # type: ignore[attr-defined]
             v = np.log10(1.0 + g * np.expm1(np.log(10.0) * x[:, lf].astype(np.float64)))
@@ -65,6 +73,78 @@ class GainAugment:
     ) -> npt.NDArray[np.float32]:
         """Apply a random gain."""
         return self.apply(x, float(rng.uniform(self.low_db, self.high_db)))
+
+
+class EqAugment(GainAugment):
+    """Random gain and a random equaliser per crop, exact on the engine's features.
+
+    Per crop: the gain of :class:`GainAugment`, a spectral tilt (dB per octave around 1 kHz),
+    with probability ``p_bump`` a bump or notch one octave wide, and with probability ``p_cut``
+    a second-order high-pass (a laptop microphone or a small speaker: no kick drum) or low-pass
+    (a dull room or a cheap codec: no hi-hats). Each cut takes away the band a network might
+    rely on alone, so that it learns the beat from the rest of the mix as well.
+
+    Parameters
+    ----------
+    layout, diff_frames, max_bins, low_db, high_db
+        As :class:`GainAugment`.
+    center_hz : sequence of ndarray
+        Centre frequency of every band, per frame size (the filterbanks' ``center_hz``).
+    tilt_db : float
+        Largest tilt, in dB per octave.
+    p_bump, p_cut : float
+        Probability of a bump/notch and of a high- or low-pass per crop.
+    """
+
+    def __init__(
+        self,
+        layout: object,
+        diff_frames: list[int],
+        max_bins: int,
+        center_hz: list[npt.NDArray[np.float64]],
+        *,
+        low_db: float = -24.0,
+        high_db: float = 12.0,
+        tilt_db: float = 3.0,
+        p_bump: float = 0.5,
+        p_cut: float = 0.3,
+    ) -> None:
+        super().__init__(layout, diff_frames, max_bins, low_db, high_db)
+        if len(center_hz) != len(self.diff_frames):
+            raise ValueError("center_hz needs one array of band centres per frame size")
+        self.octaves = [
+            np.log2(np.maximum(np.asarray(c, np.float64), 1.0) / 1000.0) for c in center_hz
+        ]
+        self.tilt_db = tilt_db
+        self.p_bump, self.p_cut = p_bump, p_cut
+
+    def draw_db(self, rng: np.random.Generator) -> list[npt.NDArray[np.float64]]:
+        """One random equaliser: the gain in dB of every band, per frame size."""
+        gain = rng.uniform(self.low_db, self.high_db)
+        tilt = rng.uniform(-self.tilt_db, self.tilt_db)
+        bump = rng.uniform(-9.0, 9.0) if rng.random() < self.p_bump else 0.0
+        bump_oct = rng.uniform(-3.0, 3.0)
+        cut = rng.random() < self.p_cut
+        high_pass = rng.random() < 0.5
+        cut_oct = (
+            np.log2(rng.uniform(100.0, 400.0) / 1000.0)
+            if high_pass
+            else np.log2(rng.uniform(1500.0, 6000.0) / 1000.0)
+        )
+        out = []
+        for o in self.octaves:
+            db = gain + tilt * o + bump * np.exp(-0.5 * ((o - bump_oct) / 0.5) ** 2)
+            if cut:  # |H|^2 of a second-order filter: 12 dB per octave beyond the corner
+                rel = (cut_oct - o) if high_pass else (o - cut_oct)
+                db = db - 10.0 * np.log10(1.0 + 2.0 ** (4.0 * rel))
+            out.append(db)
+        return out
+
+    def __call__(
+        self, x: npt.NDArray[np.float32], rng: np.random.Generator
+    ) -> npt.NDArray[np.float32]:
+        """Apply a random gain and equaliser."""
+        return self.apply_bands(x, list(self.draw_db(rng)))
 
 
 class MelAugment:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
-from onbeat.training.augment import GainAugment
+from onbeat.training.augment import EqAugment, GainAugment
 from onbeat.training.datasets import (
     Item,
     augmented_items,
@@ -141,6 +141,19 @@ def gain_augment() -> GainAugment:
     """Exact random-gain augmentation for the engine's default features."""
     f = feature_extractor()
     return GainAugment(f.layout, [int(d) for d in f._diff_frames], f.config.diff_max_bins)
+
+
+def eq_augment(p_cut: float) -> EqAugment:
+    """Exact random gain and equaliser for the engine's default features (``p_cut``: chance of a
+    high- or low-pass per crop)."""
+    f = feature_extractor()
+    return EqAugment(
+        f.layout,
+        [int(d) for d in f._diff_frames],
+        f.config.diff_max_bins,
+        [fb.center_hz for fb in f.filterbanks],
+        p_cut=p_cut,
+    )
 
 
 def _card(name: str, meta: dict[str, Any]) -> str:
@@ -509,6 +522,7 @@ def train_beats(
     lmms_dir: Path | None = None,
     lmms_weight: float = 1.0,
     keep_epochs: bool = False,
+    eq_cut: float = 0.0,
 ) -> dict[str, float]:
     """Train the causal beat/downbeat LSTM on rendered MIDI and export the best epoch.
 
@@ -537,6 +551,10 @@ def train_beats(
 
     ``keep_epochs`` also exports every epoch to ``RUN_DIR/epochs/NN`` (the best-valid epoch
     can be one that fails a check the valid split does not hold, e.g. the synthetic loops).
+
+    ``eq_cut`` > 0 replaces the random gain of every training crop by a random gain and
+    equaliser (:class:`~onbeat.training.augment.EqAugment`), with a high- or low-pass in that
+    share of the crops.
 
     ``target_delay`` > 0 marks each beat that many frames late in the targets, so the network
     hears the beat's attack before it must report it; the metadata's ``delay_frames`` (1 + the
@@ -664,7 +682,8 @@ def train_beats(
                 if n_fof
                 else ""
             )
-            + (f" --lmms {lmms_dir} --lmms-weight {lmms_weight:g}" if n_lmms else ""),
+            + (f" --lmms {lmms_dir} --lmms-weight {lmms_weight:g}" if n_lmms else "")
+            + (f" --eq-augment {eq_cut:g}" if eq_cut > 0 else ""),
             "valid_peak_f": round(metrics["score"], 4),
             "valid_score": "peak F"
             + (f" + {downbeat_gain} x (downbeat AUC - 0.5)" if downbeat_gain else ""),
@@ -707,7 +726,9 @@ def train_beats(
         from onbeat.training.beat_teacher import BiLSTMTeacher
 
         make_net = BiLSTMTeacher
-    aug = gain_augment()
+    if not 0.0 <= eq_cut <= 1.0:
+        raise ValueError(f"--eq-augment {eq_cut:g}: the share of crops with a cut is in [0, 1]")
+    aug = eq_augment(eq_cut) if eq_cut > 0 else gain_augment()
     return train(
         spec=spec,
         train_data=train_data,
@@ -783,6 +804,7 @@ def main_train(
     lmms_dir: Path | None = None,
     lmms_weight: float = 1.0,
     keep_epochs: bool = False,
+    eq_cut: float = 0.0,
 ) -> int:
     """Entry point used by ``onbeat train``."""
     import torch
@@ -910,6 +932,7 @@ def main_train(
             lmms_dir=lmms_dir,
             lmms_weight=lmms_weight,
             keep_epochs=keep_epochs,
+            eq_cut=eq_cut,
         )
     print(json.dumps(best))
     return 0
