@@ -121,10 +121,31 @@ def any_capture(item, cache: Path) -> dict:
     return {k: d[k] for k in d.files}
 
 
-def model_activations(model_dir: Path):
+def eq_transform(spec: str):
+    """``features -> features`` of the same audio through filters, e.g. ``hp200`` (a
+    second-order high-pass at 200 Hz: a laptop microphone) or ``hp200+lp6000``; exact per band
+    (:class:`onbeat.training.augment.EqAugment`). An empty spec is the identity."""
+    if not spec:
+        return None
+    from onbeat.training.tasks import eq_augment
+
+    aug = eq_augment(0.0)
+    centres = [2.0**o * 1000.0 for o in aug.octaves]
+    db = [np.zeros_like(c) for c in centres]
+    for part in spec.split("+"):
+        kind, fc = part[:2], float(part[2:])
+        if kind not in ("hp", "lp"):
+            raise SystemExit(f"--eq {spec}: each part is hpHZ or lpHZ")
+        for i, c in enumerate(centres):
+            rel = np.log2(fc / c) if kind == "hp" else np.log2(c / fc)
+            db[i] = db[i] - 10.0 * np.log10(1.0 + 2.0 ** (4.0 * rel))
+    return lambda x: aug.apply_bands(x, db)
+
+
+def model_activations(model_dir: Path, eq: str = ""):
     """``item -> (beat, downbeat)`` activations of the beat model in ``model_dir`` (every
     ensemble member there, averaged) from the cached features (torch sequence forward, the
-    training path)."""
+    training path), optionally through the filters ``eq`` (:func:`eq_transform`)."""
     import torch
     from onbeat.models.lstm import load_torch_members
     from onbeat.training.datasets import cached_features
@@ -133,9 +154,12 @@ def model_activations(model_dir: Path):
     torch.set_num_threads(1)
     net, _, _ = load_torch_members("beats", model_dir)
     cache = Path(os.environ.get("ONBEAT_CACHE", ROOT / "data" / "cache"))
+    transform = eq_transform(eq)
 
     def run(item) -> np.ndarray:
         x = np.ascontiguousarray(cached_features(item.audio, cache))
+        if transform is not None:
+            x = np.ascontiguousarray(transform(x))
         return predict(net, x).astype(np.float64)
 
     return run
@@ -146,7 +170,8 @@ class SpecActivations:
     activations averaged, as the live ensemble does), each folder's computed once per item and
     reused by every spec that names it."""
 
-    def __init__(self) -> None:
+    def __init__(self, eq: str = "") -> None:
+        self.eq = eq
         self._fns: dict[str, object] = {}
         self._acts: dict[tuple[str, str], np.ndarray] = {}
 
@@ -154,7 +179,7 @@ class SpecActivations:
         parts = spec.split("+")
         for part in parts:
             if part not in self._fns:
-                self._fns[part] = model_activations(Path(part))
+                self._fns[part] = model_activations(Path(part), self.eq)
             if (part, item.name) not in self._acts:
                 self._acts[part, item.name] = self._fns[part](item)  # type: ignore[operator]
         return np.mean([self._acts[part, item.name] for part in parts], axis=0)
@@ -203,6 +228,12 @@ def main() -> None:
     ap.add_argument(
         "--models", default="", help="DIR,DIR: beat models to compare (see above); '.' = in use"
     )
+    ap.add_argument(
+        "--eq",
+        default="",
+        help="with --models: the features of the audio through filters, e.g. hp200 (a laptop "
+        "microphone) or hp200+lp6000 (exact per band; silence flags stay those of the capture)",
+    )
     args = ap.parse_args()
 
     import bench_beats as bb
@@ -242,7 +273,9 @@ def main() -> None:
         settings.append(kw)
 
     results = []
-    acts = SpecActivations()
+    if args.eq and not models:
+        raise SystemExit("--eq needs --models (the live captures hear the plain audio)")
+    acts = SpecActivations(args.eq)
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         items = load_items(set_name, args.max_files)
         sections = sections_by_item(items) if args.by_section else {}
@@ -290,7 +323,9 @@ def main() -> None:
             res = {
                 "set": set_name,
                 "setting": kw,
-                "model": None if model is None else str(model),
+                "model": None
+                if model is None
+                else str(model) + (f" @{args.eq}" if args.eq else ""),
                 "f": m[0],
                 "cmlt": m[1],
                 "amlt": m[2],
@@ -308,7 +343,7 @@ def main() -> None:
                 f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in extras.items()
             )
             print(
-                f"{set_name:14s} {'' if model is None else str(model) + ' '}"
+                f"{set_name:14s} {'' if res['model'] is None else res['model'] + ' '}"
                 f"{json.dumps(kw):60s} F {m[0]:.3f} CMLt {m[1]:.3f} AMLt {m[2]:.3f} "
                 f"DB-F {m[3]:.3f} {ex}",
                 flush=True,
