@@ -65,24 +65,22 @@ def _score_combo(combo: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def _activations(pool: list[str], items: list) -> dict[str, dict[str, np.ndarray]]:
-    """Every pool model's (beat, downbeat) activations of every item (float32)."""
+def _model_activations(model: str) -> dict[str, np.ndarray]:
+    """One model's (beat, downbeat) activations of every item in ``_DATA["all"]`` (float32)."""
     import torch
     from onbeat.models.lstm import load_torch_members
     from onbeat.training.datasets import cached_features
     from onbeat.training.loop import predict
 
     torch.set_num_threads(1)
-    nets = {m: load_torch_members("beats", Path(m))[0] for m in pool}
+    net = load_torch_members("beats", Path(model))[0]
     cache = Path(os.environ.get("ONBEAT_CACHE", ROOT / "data" / "cache"))
-    acts: dict[str, dict[str, np.ndarray]] = {m: {} for m in pool}
-    for k, it in enumerate(items):
+    out = {}
+    for it in _DATA["all"]:
         x = np.ascontiguousarray(cached_features(it.audio, cache))
-        for m, net in nets.items():
-            acts[m][it.name] = predict(net, x).astype(np.float32)
-        if (k + 1) % 50 == 0:
-            print(f"activations: {k + 1}/{len(items)} files", file=sys.stderr, flush=True)
-    return acts
+        out[it.name] = predict(net, x).astype(np.float32)
+    print(f"activations of {model}: {len(out)} files", file=sys.stderr, flush=True)
+    return out
 
 
 def main() -> None:
@@ -115,9 +113,11 @@ def main() -> None:
     _DATA["caps"] = {
         it.name: tt.any_capture(it, cache / s) for s, its in items_by_set.items() for it in its
     }
-    _DATA["acts"] = _activations(known, everything)
+    _DATA["all"] = everything
     _DATA["items"] = items_by_set
     _DATA["base"] = OnbeatConfig().tracker
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("fork")) as ex:
+        _DATA["acts"] = dict(zip(known, ex.map(_model_activations, known), strict=True))
 
     def objective(r: dict[str, float]) -> float:
         return float(np.mean([r[s] for s in sets]))
