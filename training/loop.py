@@ -422,8 +422,8 @@ def train(
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         net.load_state_dict(ck["model"])
-        if aux is not None:
-            aux.load_state_dict(ck["aux"])
+        if aux is not None and "aux" in ck:
+            aux.load_state_dict(ck["aux"])  # a run that had no phase head starts a fresh one
         opt.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
         epoch0, best = ck["epoch"], ck["best"]
