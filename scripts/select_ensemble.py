@@ -67,18 +67,10 @@ def _score_combo(combo: tuple[str, ...]) -> dict[str, float]:
 
 def _model_activations(model: str) -> dict[str, np.ndarray]:
     """One model's (beat, downbeat) activations of every item in ``_DATA["all"]`` (float32)."""
-    import torch
-    from onbeat.models.lstm import load_torch_members
-    from onbeat.training.datasets import cached_features
-    from onbeat.training.loop import predict
+    import tune_tracker as tt
 
-    torch.set_num_threads(1)
-    net = load_torch_members("beats", Path(model))[0]
-    cache = Path(os.environ.get("ONBEAT_CACHE", ROOT / "data" / "cache"))
-    out = {}
-    for it in _DATA["all"]:
-        x = np.ascontiguousarray(cached_features(it.audio, cache))
-        out[it.name] = predict(net, x).astype(np.float32)
+    run = tt.model_activations(Path(model))
+    out = {it.name: run(it).astype(np.float32) for it in _DATA["all"]}
     print(f"activations of {model}: {len(out)} files", file=sys.stderr, flush=True)
     return out
 

@@ -127,18 +127,18 @@ def eq_transform(spec: str):
     (:class:`onbeat.training.augment.EqAugment`). An empty spec is the identity."""
     if not spec:
         return None
+    from onbeat.training.augment import second_order_db
     from onbeat.training.tasks import eq_augment
 
     aug = eq_augment(0.0)
-    centres = [2.0**o * 1000.0 for o in aug.octaves]
-    db = [np.zeros_like(c) for c in centres]
+    db = [np.zeros_like(o) for o in aug.octaves]
     for part in spec.split("+"):
         kind, fc = part[:2], float(part[2:])
         if kind not in ("hp", "lp"):
             raise SystemExit(f"--eq {spec}: each part is hpHZ or lpHZ")
-        for i, c in enumerate(centres):
-            rel = np.log2(fc / c) if kind == "hp" else np.log2(c / fc)
-            db[i] = db[i] - 10.0 * np.log10(1.0 + 2.0 ** (4.0 * rel))
+        db = [
+            d + second_order_db(o, fc, kind == "hp") for d, o in zip(db, aug.octaves, strict=True)
+        ]
     return lambda x: aug.apply_bands(x, db)
 
 

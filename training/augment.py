@@ -13,7 +13,17 @@ import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import maximum_filter1d
 
-__all__ = ["EqAugment", "GainAugment", "MelAugment"]
+__all__ = ["EqAugment", "GainAugment", "MelAugment", "second_order_db"]
+
+
+def second_order_db(
+    octaves: npt.NDArray[np.float64], corner_hz: float, high_pass: bool
+) -> npt.NDArray[np.float64]:
+    """Gain in dB of a second-order high- or low-pass (``|H|^2 = 1 / (1 + (f_c / f)^4)``, 12 dB
+    per octave beyond the corner) at frequencies given in octaves above 1 kHz."""
+    corner = np.log2(corner_hz / 1000.0)
+    rel = (corner - octaves) if high_pass else (octaves - corner)
+    return -10.0 * np.log10(1.0 + 2.0 ** (4.0 * rel))
 
 
 class GainAugment:
@@ -126,17 +136,12 @@ class EqAugment(GainAugment):
         bump_oct = rng.uniform(-3.0, 3.0)
         cut = rng.random() < self.p_cut
         high_pass = rng.random() < 0.5
-        cut_oct = (
-            np.log2(rng.uniform(100.0, 400.0) / 1000.0)
-            if high_pass
-            else np.log2(rng.uniform(1500.0, 6000.0) / 1000.0)
-        )
+        corner_hz = rng.uniform(100.0, 400.0) if high_pass else rng.uniform(1500.0, 6000.0)
         out = []
         for o in self.octaves:
             db = gain + tilt * o + bump * np.exp(-0.5 * ((o - bump_oct) / 0.5) ** 2)
-            if cut:  # |H|^2 of a second-order filter: 12 dB per octave beyond the corner
-                rel = (cut_oct - o) if high_pass else (o - cut_oct)
-                db = db - 10.0 * np.log10(1.0 + 2.0 ** (4.0 * rel))
+            if cut:
+                db = db + second_order_db(o, corner_hz, high_pass)
             out.append(db)
         return out
 
