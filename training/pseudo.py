@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
 
-PARTNERS = ("audio", "dp", "none")
+DECODERS = ("dp", "tracker", "viterbi")
+PARTNERS = ("audio", "dp", "tracker", "viterbi", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +65,8 @@ class PseudoConfig:
         Each tracker needs this many beats in a window.
     partner : str
         What the labels must agree with: ``"audio"`` (librosa's tracker on the audio),
-        ``"dp"`` (DP decoding of the same activation: the activation is unambiguous) or
-        ``"none"`` (keep every window with enough beats).
+        another decoding of the same activation (``"dp"``, ``"tracker"``, ``"viterbi"``: the
+        activation is unambiguous there) or ``"none"`` (keep every window with enough beats).
     skip_s : float
         Seconds masked at the start of every file, while a causal decoder locks.
     """
@@ -150,26 +151,66 @@ def audio_beats(audio: npt.NDArray[np.float32], sample_rate_hz: int) -> F64:
     return np.asarray(times, dtype=np.float64)
 
 
+#: The Viterbi decoder's settings for labels (:class:`onbeat.training.viterbi.ViterbiConfig`).
+VITERBI_LABELS: dict[str, float] = {}
+
+
+def viterbi_beats(act: npt.NDArray[np.float32], **overrides: float) -> F64:
+    """The best beat path of the whole activation (:mod:`onbeat.training.viterbi`, settings
+    :data:`VITERBI_LABELS` and ``overrides``), frame k at ``k / FPS`` s."""
+    from onbeat.training.viterbi import ViterbiConfig, decode
+
+    fields = {**VITERBI_LABELS, **overrides}
+    if "beat_frames" in fields:
+        fields["beat_frames"] = int(fields["beat_frames"])
+    beats, _ = decode(act.astype(np.float64), ViterbiConfig(fps=FPS, **fields))  # type: ignore[arg-type]
+    return beats
+
+
+def decode_activation(act: npt.NDArray[np.float32], decoder: str) -> F64:
+    """Beats of a ``(frames, 2)`` activation by ``decoder``: one of :data:`DECODERS`, the
+    Viterbi decoder with optional settings as ``viterbi:beat_frames=1:observation_lambda=4``."""
+    name, *opts = decoder.split(":")
+    if name == "tracker" and not opts:
+        return tracker_beats(act)
+    if name == "viterbi":
+        kv = dict(o.split("=", 1) for o in opts)
+        return viterbi_beats(act[:, 0], **{k: float(v) for k, v in kv.items()})
+    if name == "dp" and not opts:
+        return activation_beats(act[:, 0])
+    raise ValueError(f"decoder must be one of {DECODERS} (viterbi:key=value...)")
+
+
+def label_activation(
+    act: npt.NDArray[np.float32], decoder: str, config: PseudoConfig
+) -> tuple[F64, F64]:
+    """``(beats_s, keep_segments)`` from an activation alone (any partner but ``"audio"``)."""
+    if config.partner == "audio":
+        raise ValueError("the audio partner needs the audio: use label_file")
+    duration_s = act.shape[0] / FPS
+    a = decode_activation(act, decoder)
+    b = a if config.partner in ("none", decoder) else decode_activation(act, config.partner)
+    return a, agreeing_segments(a, b, duration_s, config)
+
+
 def label_file(
     audio_path: Path, net: object, cache_dir: Path, config: PseudoConfig, decoder: str = "dp"
 ) -> tuple[F64, F64, float]:
     """``(beats_s, keep_segments, duration_s)`` for one recording.
 
-    ``net`` gives the activation; ``decoder`` turns it into the labels: ``"dp"``
-    (:func:`activation_beats`) or ``"tracker"`` (:func:`tracker_beats`).
+    ``net`` gives the activation; ``decoder`` (one of :data:`DECODERS`) turns it into the
+    labels, which must agree with ``config.partner`` in the kept windows.
     """
     from onbeat.training.loop import predict
 
     x = cached_features(audio_path, cache_dir)
     act = predict(net, np.ascontiguousarray(x))  # type: ignore[arg-type]
     duration_s = x.shape[0] / FPS
-    a = tracker_beats(act) if decoder == "tracker" else activation_beats(act[:, 0])
-    if config.partner == "audio":
-        b = audio_beats(load_audio(audio_path), 44100)
-    elif config.partner == "dp" and decoder != "dp":
-        b = activation_beats(act[:, 0])
-    else:
-        b = a
+    if config.partner != "audio":
+        a, keep = label_activation(act, decoder, config)
+        return a, keep, duration_s
+    a = decode_activation(act, decoder)
+    b = audio_beats(load_audio(audio_path), 44100)
     return a, agreeing_segments(a, b, duration_s, config), duration_s
 
 
@@ -234,8 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         "--teacher-model",
         type=Path,
         default=None,
-        help="a bidirectional teacher (onbeat train beats --bidirectional --export DIR), decoded "
-        "by onbeat's tracker; default: the shipped causal model, decoded by DP",
+        help="a bidirectional teacher (onbeat train beats --bidirectional --export DIR); "
+        "default: the shipped causal model",
+    )
+    ap.add_argument(
+        "--decoder",
+        default=None,
+        choices=DECODERS,
+        help="activation to labels (default: tracker for a teacher, dp for the shipped model)",
     )
     ap.add_argument("--partner", default="audio", choices=PARTNERS)
     ap.add_argument("--skip-s", type=float, default=0.0, help="mask the first seconds")
@@ -251,10 +298,10 @@ def main(argv: list[str] | None = None) -> int:
 
         net: Any = load_teacher(args.teacher_model)
         meta = json.loads((args.teacher_model / "teacher.json").read_text())
-        decoder = "tracker"
+        decoder = args.decoder or "tracker"
     else:
         net, meta, _ = load_torch_members("beats")
-        decoder = "dp"
+        decoder = args.decoder or "dp"
     config = PseudoConfig(partner=args.partner, skip_s=args.skip_s)
     manifest_path = args.out / "manifest.json"
     rows = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
