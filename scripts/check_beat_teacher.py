@@ -60,7 +60,9 @@ def main() -> None:
     from onbeat.training.pseudo import DECODERS, PARTNERS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--teacher", type=Path, default=None, help="folder with teacher.safetensors")
+    ap.add_argument(
+        "--teacher", default=None, help="folder with teacher.safetensors, or several joined by +"
+    )
     ap.add_argument("--sets", default="fof", help="comma-separated bench_beats set names")
     ap.add_argument("--decoders", default="tracker,viterbi", help=f"any of {DECODERS}")
     ap.add_argument("--max-files", type=int, default=0)
@@ -80,9 +82,9 @@ def main() -> None:
     torch.set_num_threads(1)
     nets: dict[str, object] = {}
     if args.teacher is not None:
-        from onbeat.training.beat_teacher import load_teacher
+        from onbeat.training.beat_teacher import load_teachers
 
-        nets["teacher"] = load_teacher(args.teacher)
+        nets["teacher"] = load_teachers(args.teacher)
     nets["shipped"], _, _ = load_torch_members("beats")
     decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
     cache = ROOT / "data" / "cache"

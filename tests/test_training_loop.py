@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import torch
 from onbeat.models.lstm import CausalLSTM, LSTMSpec, save_model
-from onbeat.training.beat_teacher import BiLSTMTeacher, load_teacher, save_teacher
+from onbeat.training.beat_teacher import (
+    BiLSTMTeacher,
+    load_teacher,
+    load_teachers,
+    save_teacher,
+)
 from onbeat.training.loop import TrainConfig, _batch, load_init_state, predict, train
 
 SPEC = LSTMSpec(name="beats", n_in=6, hidden=8, layers=1, outputs=("beat",))
@@ -206,6 +211,13 @@ def test_teacher_is_bidirectional_trains_and_round_trips(tmp_path):
     np.testing.assert_allclose(predict(loaded, x), predict(trained.eval(), x), atol=1e-6)
     meta = json.loads((tmp_path / "export" / "teacher.json").read_text())
     assert meta["spec"]["hidden"] == 5 and meta["valid_peak_f"] == best["score"]
+    # a teacher ensemble ("A+B") labels with the mean of the members' sigmoid activations
+    other = BiLSTMTeacher(spec).eval()
+    save_teacher(other, tmp_path / "export2", {})
+    pair = load_teachers(f"{tmp_path / 'export'}+{tmp_path / 'export2'}")
+    np.testing.assert_allclose(
+        predict(pair, x), (predict(loaded, x) + predict(other, x)) / 2, atol=1e-5
+    )
 
 
 class _Feature0(torch.nn.Module):

@@ -81,3 +81,18 @@ def load_teacher(directory: str | Path) -> BiLSTMTeacher:
     net = BiLSTMTeacher(LSTMSpec(**spec_d))
     net.load_state_dict(load_file(str(d / "teacher.safetensors")))
     return net.eval()
+
+
+def load_teachers(spec: str | Path) -> nn.Module:
+    """One teacher folder, or several joined by ``+`` (``runs/export_bt3+runs/export_bt4``):
+    their sigmoid activations averaged (:class:`onbeat.models.lstm.MeanOfMembers`), in eval
+    mode. A teacher ensemble labels with fewer of any one run's errors."""
+    from onbeat.models.lstm import MeanOfMembers
+
+    parts = [p for p in str(spec).split("+") if p]
+    if not parts:
+        raise ValueError("no teacher folder given")
+    nets = [load_teacher(p) for p in parts]
+    if len({n.spec.features for n in nets}) > 1:
+        raise ValueError(f"teachers {parts} read different features")
+    return MeanOfMembers(list(nets)).eval()  # type: ignore[arg-type]

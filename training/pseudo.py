@@ -273,10 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-files", type=int, default=0, help="per set (0: all)")
     ap.add_argument(
         "--teacher-model",
-        type=Path,
+        type=str,
         default=None,
-        help="a bidirectional teacher (onbeat train beats --bidirectional --export DIR); "
-        "default: the shipped causal model",
+        help="a bidirectional teacher (onbeat train beats --bidirectional --export DIR), or "
+        "several joined by + (activations averaged); default: the shipped causal model",
     )
     ap.add_argument(
         "--decoder",
@@ -294,10 +294,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     if args.teacher_model is not None:
-        from onbeat.training.beat_teacher import load_teacher
+        from onbeat.training.beat_teacher import load_teachers
 
-        net: Any = load_teacher(args.teacher_model)
-        meta = json.loads((args.teacher_model / "teacher.json").read_text())
+        net: Any = load_teachers(args.teacher_model)
+        first = Path(str(args.teacher_model).split("+")[0])
+        meta = json.loads((first / "teacher.json").read_text())
+        meta["training_command"] = f"{args.teacher_model}: {meta.get('training_command', '')}"
         decoder = args.decoder or "tracker"
     else:
         net, meta, _ = load_torch_members("beats")
