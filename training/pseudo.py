@@ -14,15 +14,16 @@ least ``min_f`` (±70 ms, both with enough beats) are kept; everything else is m
 no loss). The labels are A's beats, which share the training targets' frame convention. Downbeats
 are unknown (masked). madmom never labels training data.
 
-**Measured (2026-11-24), not yet used for training.** On the labelled Frets-on-Fire songs and
-8 renders-valid items (``/tmp``-style check: A's beats against the annotations inside the kept
-segments), agreement does not certify the metrical level: on 3 of 6 FoF songs with kept
-segments both trackers agree at a level the annotations do not use (F 0.54-0.67 inside the kept
-segments, while 0.985-0.995 on the others); pop909_747 likewise (0.667). A (librosa DP on our
-activation) alone scored a mean F 0.56 on FoF, below the live tracker's 0.714. Replacing A with
-the live onbeat tracker gave the same picture. Labels this noisy would teach the off-beat and
-octave errors the model already makes, so ``train_beats`` does not read them. A better teacher
-(an offline bidirectional model trained on the renders) is the next step.
+**Measured (2026-11-24).** With the shipped causal model as A, agreement did not certify the
+metrical level (3 of 6 FoF songs with kept segments agree at a level the annotations do not use),
+and a student trained on such labels (session 7) was worse.
+
+**The teacher rule (2026-12-07, session 26).** An offline bidirectional teacher (``onbeat train
+beats --bidirectional``; several averaged with ``--teacher-model A+B``) decoded by the offline
+best path (``--decoder viterbi``, :mod:`onbeat.training.viterbi`), kept where the live tracker
+over the same activation agrees (``--partner tracker``). Checked on annotated sets first
+(``scripts/check_beat_teacher.py``): FoF F 0.875 (madmom online 0.823), 86 % of FoF kept at
+0.914 inside the kept part.
 
 Run: ``python -m onbeat.training.pseudo --out data/pseudo --sets debian,mer4q`` (the file lists
 come from the tagger's teacher manifests in ``data/teacher``; resumable: finished files are
