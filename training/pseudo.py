@@ -152,16 +152,12 @@ def audio_beats(audio: npt.NDArray[np.float32], sample_rate_hz: int) -> F64:
     return np.asarray(times, dtype=np.float64)
 
 
-#: The Viterbi decoder's settings for labels (:class:`onbeat.training.viterbi.ViterbiConfig`).
-VITERBI_LABELS: dict[str, float] = {}
-
-
 def viterbi_beats(act: npt.NDArray[np.float32], **overrides: float) -> F64:
-    """The best beat path of the whole activation (:mod:`onbeat.training.viterbi`, settings
-    :data:`VITERBI_LABELS` and ``overrides``), frame k at ``k / FPS`` s."""
+    """The best beat path of the whole activation (:mod:`onbeat.training.viterbi`, its default
+    settings and ``overrides``), frame k at ``k / FPS`` s."""
     from onbeat.training.viterbi import ViterbiConfig, decode
 
-    fields = {**VITERBI_LABELS, **overrides}
+    fields: dict[str, float | int] = dict(overrides)
     if "beat_frames" in fields:
         fields["beat_frames"] = int(fields["beat_frames"])
     beats, _ = decode(act.astype(np.float64), ViterbiConfig(fps=FPS, **fields))  # type: ignore[arg-type]
