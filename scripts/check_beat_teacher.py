@@ -75,7 +75,7 @@ def main() -> None:
     import bench_beats as bb
     import torch
     from onbeat.models.lstm import load_torch_members
-    from onbeat.training.datasets import cached_features
+    from onbeat.training.datasets import FPS, cached_features
     from onbeat.training.loop import predict
     from onbeat.training.pseudo import PseudoConfig, decode_activation, label_activation
 
@@ -105,7 +105,7 @@ def main() -> None:
             if args.agree and "teacher" in acts:
                 labels, keep = label_activation(acts["teacher"], args.decoder, config)
                 kept_s = float((keep[:, 1] - keep[:, 0]).sum()) if keep.size else 0.0
-                row["kept_share"] = kept_s / (x.shape[0] / 100.0)
+                row["kept_share"] = kept_s / (x.shape[0] / FPS)
                 ref_in, det_in = inside(it.beats, keep), inside(labels, keep)
                 row["kept_f"] = scores(ref_in, det_in)["f"] if ref_in.size > 3 else float("nan")
             rows.append(row)

@@ -96,20 +96,13 @@ def _viterbi(
     for i in range(n_p):
         offs[i + 1] = offs[i] + periods[i]
     n_s = offs[n_p]
-    score = np.full(n_s, -np.log(n_s))
+    score = np.zeros(n_s)  # a uniform start: any constant drops out of the best path
     new = np.empty(n_s)
     back = np.zeros((n_t, n_p), dtype=np.int16)
-    lo_obs = np.empty(n_t)
-    hi_obs = np.empty(n_t)
     for t in range(n_t):
-        a = min(max(act[t], 1e-6), 1.0 - 1e-6)
-        hi_obs[t] = np.log(a)
-        lo_obs[t] = np.log((1.0 - a) / (obs_lambda - 1.0))
-    for i in range(n_p):
-        for k in range(periods[i]):
-            score[offs[i] + k] += hi_obs[0] if k < width[i] else lo_obs[0]
-    for t in range(1, n_t):
-        for i in range(n_p):
+        if t == 0:
+            new[:] = score
+        for i in range(n_p if t > 0 else 0):
             # position k comes from k - 1 of the same period
             for k in range(periods[i] - 1, 0, -1):
                 new[offs[i] + k] = score[offs[i] + k - 1]
@@ -122,9 +115,12 @@ def _viterbi(
                     arg = j
             new[offs[i]] = best
             back[t, i] = arg
+        a = min(max(act[t], 1e-6), 1.0 - 1e-6)
+        hi_obs = np.log(a)
+        lo_obs = np.log((1.0 - a) / (obs_lambda - 1.0))
         for i in range(n_p):
             for k in range(periods[i]):
-                new[offs[i] + k] += hi_obs[t] if k < width[i] else lo_obs[t]
+                new[offs[i] + k] += hi_obs if k < width[i] else lo_obs
         norm = -np.inf
         for s in range(n_s):
             score[s] = new[s]
