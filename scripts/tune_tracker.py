@@ -25,8 +25,10 @@ per model: each model's activations come from the cached training features (``da
 same engine features; ``ONBEAT_CACHE`` moves it) through the torch sequence forward, spliced into
 an existing capture of the file (its silence flags and bar-model columns do not depend on the
 beat model). ``.`` names the weights in use; ``A+B`` is an ensemble (the members' activations
-averaged). These activations equal the live path's to about 1e-6; the rows still say ``model``,
-so never mix them up with live captures.
+averaged). Each model is replayed at its own report delay (``delay_frames`` of its metadata,
+as ``BeatStage`` adds it to the tracker's input latency; ensemble folders must agree). These
+activations equal the live path's to about 1e-6; the rows still say ``model``, so never mix
+them up with live captures.
 
     python scripts/tune_tracker.py --sets renders-valid,heavy-valid --max-files 400 \
         --models .,runs/export_bo4r
@@ -104,6 +106,7 @@ def capture(item, cache: Path) -> dict:
     }
     if c["bar_feats"] is not None:
         out["bar_feats"] = c["bar_feats"]
+    out["delay"] = np.array(model_delay_frames(None))
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(f, **out)
     return out
@@ -140,6 +143,15 @@ def eq_transform(spec: str):
             d + second_order_db(o, fc, kind == "hp") for d, o in zip(db, aug.octaves, strict=True)
         ]
     return lambda x: aug.apply_bands(x, db)
+
+
+def model_delay_frames(model_dir: Path | None) -> float:
+    """Frames between a beat and the activation frame that reports it, for the beat model in
+    ``model_dir`` (``None``: the one in use): ``delay_frames`` of its metadata (1 + the
+    ``--target-delay`` it was trained with)."""
+    from onbeat.models.registry import load_lstm
+
+    return float(load_lstm("beats", model_dir)[2].get("delay_frames", 1.0))  # type: ignore[arg-type]
 
 
 def model_activations(model_dir: Path, eq: str = ""):
@@ -184,24 +196,36 @@ class SpecActivations:
                 self._acts[part, item.name] = self._fns[part](item)  # type: ignore[operator]
         return np.mean([self._acts[part, item.name] for part in parts], axis=0)
 
+    @staticmethod
+    def delay_frames(spec: str) -> float:
+        """The common report delay of a spec's folders (they must agree, as live members do)."""
+        delays = {model_delay_frames(Path(part)) for part in spec.split("+")}
+        if len(delays) > 1:
+            raise SystemExit(f"{spec}: the models report beats at different delays {delays}")
+        return delays.pop()
 
-def splice(c: dict, a: np.ndarray, name: str) -> dict:
-    """The capture ``c`` with its beat and downbeat activations replaced by ``a``'s columns."""
+
+def splice(c: dict, a: np.ndarray, name: str, delay_frames: float) -> dict:
+    """The capture ``c`` with its beat and downbeat activations replaced by ``a``'s columns,
+    reported ``delay_frames`` after the beat."""
     n = c["act"].shape[0]
     if a.shape[0] < n:
         raise SystemExit(f"{name}: cached features shorter than its capture")
-    return {**c, "act": a[:n, 0], "db": a[:n, 1]}
+    return {**c, "act": a[:n, 0], "db": a[:n, 1], "delay": np.array(delay_frames)}
 
 
 def replay(c: dict, base, bars: list | None = None, **fields) -> np.ndarray:
     """Beat times of the tracker (``base`` with ``fields`` replaced) replayed over a capture;
     ``bars`` receives each beat's ``beat_in_bar``. BeatStage adds one hop to the tracker's
-    input latency (see diag_beats.py), so the replay does too."""
+    input latency (see diag_beats.py), so the replay does too: the capture's model delay
+    (``delay``, one frame for a model trained on on-time targets) in hops."""
     from diag_beats import run_tracker
     from onbeat.realtime.stages import StreamContext
 
     sr, hop = int(c["sr"]), int(c["hop"])
-    cfg = dataclasses.replace(base, **fields, input_latency_s=base.input_latency_s + hop / sr)
+    cfg = dataclasses.replace(
+        base, **fields, input_latency_s=base.input_latency_s + float(c.get("delay", 1.0)) * hop / sr
+    )
     ctx = StreamContext(sample_rate_hz=sr, hop_size=hop)
     return np.asarray(
         run_tracker(cfg, ctx, hop, c["act"], c["db"], c["silent"], bars, c.get("bar_feats"))
@@ -288,7 +312,9 @@ def main() -> None:
             if model is not None and model != spliced:
                 spliced = model
                 for it in items:
-                    caps[it.name] = splice(caps[it.name], acts(model, it), it.name)
+                    caps[it.name] = splice(
+                        caps[it.name], acts(model, it), it.name, acts.delay_frames(model)
+                    )
             rows, extras = [], {}
             by_family: dict[str, list[float]] = {}
             by_file: dict[str, float] = {}

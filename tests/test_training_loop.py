@@ -1,6 +1,7 @@
 """The generic LSTM training loop: learning, resume, fine-tuning, sampling weights, and the
 offline bidirectional beat teacher it also trains."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -302,6 +303,7 @@ def test_train_beats_adds_more_render_folders(tmp_path):
     meta = json.loads((tmp_path / "plain" / "beats.json").read_text())
     assert "2 items" in meta["data"] and "heavy" not in meta["data"]
     assert "valid split 1 items" in meta["data"]
+    assert "extra renders" not in meta["licence"] and "--seed" not in meta["training_command"]
 
     common["run_dir"] = tmp_path / "run2"
     train_beats(
@@ -312,8 +314,11 @@ def test_train_beats_adds_more_render_folders(tmp_path):
     assert f"2 items plus 1 items of {tmp_path / 'h'}" in meta["data"]
     assert "sampling weight 3)" in meta["data"] and "valid split 2 items" in meta["data"]
     assert f"--extra-renders {tmp_path / 'h'} --extra-weight 3" in meta["training_command"]
+    # the licence names the extra folders (Debian packages' licences where they come from)
+    assert f"extra renders {tmp_path / 'h'} (" in meta["licence"]
 
     common["run_dir"] = tmp_path / "run3"
+    common["config"] = dataclasses.replace(common["config"], seed=3)
     train_beats(
         export_dir=tmp_path / "three", extra_render_dirs=(tmp_path / "h", tmp_path / "d"),
         extra_weights=(3.0, 0.5), **common,
@@ -323,6 +328,7 @@ def test_train_beats_adds_more_render_folders(tmp_path):
     assert f"2 items of {tmp_path / 'd'} (sampling weight 0.5)" in meta["data"]
     assert "valid split 3 items" in meta["data"]
     assert "--extra-weight 3 --extra-weight 0.5" in meta["training_command"]
+    assert meta["training_command"].endswith(" --seed 3")  # the whole recipe, seed included
     with pytest.raises(ValueError, match="one per folder"):
         train_beats(
             export_dir=tmp_path / "y", extra_render_dirs=(tmp_path / "h", tmp_path / "d"),

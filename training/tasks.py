@@ -683,7 +683,8 @@ def train_beats(
                 else ""
             )
             + (f" --lmms {lmms_dir} --lmms-weight {lmms_weight:g}" if n_lmms else "")
-            + (f" --eq-augment {eq_cut:g}" if eq_cut > 0 else ""),
+            + (f" --eq-augment {eq_cut:g}" if eq_cut > 0 else "")
+            + (f" --seed {config.seed}" if config.seed else ""),
             "valid_peak_f": round(metrics["score"], 4),
             "valid_score": "peak F"
             + (f" + {downbeat_gain} x (downbeat AUC - 0.5)" if downbeat_gain else ""),
@@ -695,6 +696,15 @@ def train_beats(
             "params": sum(p.numel() for p in net.parameters()),
             "licence": "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
             "POP909 (MIT) and ASAP (CC BY-NC-SA 4.0: non-commercial)"
+            + (
+                "; extra renders "
+                + ", ".join(str(d) for d in extra_render_dirs)
+                + " (generated, or tracker modules and MIDI game music of Debian packages: "
+                "GPL/LGPL/BSD/Zlib/Artistic/CC-BY, listed in training/modules.py and "
+                "training/render.py)"
+                if n_extra
+                else ""
+            )
             + (
                 "; Frets-on-Fire songs (Debian fretsonfire-songs-muldjord/-sectoid: "
                 "CC BY-SA 3.0 and MIT-style)"
