@@ -41,7 +41,10 @@ is an offline downbeat reference; add it with ``--anchors``. Anchors run in thei
 Reported per set: beat F (±70 ms), CMLt, AMLt, downbeat F (±70 ms, the beats a system numbers 1;
 "n/a" for systems without bars and for sets without downbeat labels), CPU seconds per audio
 second; for onbeat also
-the emission error ``emitted_s - true beat`` (median of absolute values) and the lock time. On the
+the emission error ``emitted_s - true beat`` (median of absolute values; a beat is issued in the
+last frame before its predicted time, so this holds up to one hop of earliness by design), the
+predicted-time error ``time_s - true beat`` (the same median: what a sink that schedules each
+beat at its ``time_s``, as the OSC sink does, achieves) and the lock time. On the
 synthetic set: re-lock time after the tempo step, grid beats kept through the break, and beats
 issued in silence.
 
@@ -333,12 +336,14 @@ def score(item: Item, res: dict) -> dict:
         out["break_kept"] = f"{int(hit[sel].sum())}/{int(sel.sum())}"
     if "emitted_s" in res:
         em = np.asarray(res["emitted_s"])
-        errs = []
+        errs, t_errs = [], []
         for t_det, t_em in zip(det, em, strict=True):
             j = int(np.argmin(np.abs(ref - t_det)))
             if abs(ref[j] - t_det) <= 0.07:
                 errs.append(t_em - ref[j])
+                t_errs.append(t_det - ref[j])
         out["emit_err_ms"] = 1000 * float(np.median(np.abs(errs))) if errs else np.nan
+        out["time_err_ms"] = 1000 * float(np.median(np.abs(t_errs))) if t_errs else np.nan
     return out
 
 
@@ -405,24 +410,26 @@ def _print_set(set_name: str, items: list[Item], rows: dict) -> None:
     print(f"\n### {set_name}: {len(music)} files\n")
     print(
         "| system | beat F | CMLt | AMLt | downbeat F | CPU s per s | CPU ratio to madmom online "
-        "| emission error (median) |"
+        "| emission error (median) | predicted-time error (median) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     base = _mean(rows.get("madmom_online", {}), "cpu_per_s", music)
     for system, per in rows.items():
         errs = [per[n]["error"] for n in music if "error" in per.get(n, {})]
         if errs and len(errs) == len(music):
-            print(f"| {system} | error: {errs[0]} | | | | | | |")
+            print(f"| {system} | error: {errs[0]} | | | | | | | |")
             continue
         cpu = _mean(per, "cpu_per_s", music)
         emit = _mean(per, "emit_err_ms", music)
+        t_err = _mean(per, "time_err_ms", music)
         db_f = _mean(per, "db_f", music)
         print(
             f"| {system} | {_mean(per, 'f', music):.3f} | {_mean(per, 'cmlt', music):.3f} | "
             f"{_mean(per, 'amlt', music):.3f} | "
             + (f"{db_f:.3f}" if db_f == db_f else "n/a")
             + f" | {cpu:.4f} | {cpu / base:.2f}× | "
-            + (f"{emit:.1f} ms |" if emit == emit else "n/a |")
+            + (f"{emit:.1f} ms | " if emit == emit else "n/a | ")
+            + (f"{t_err:.1f} ms |" if t_err == t_err else "n/a |")
         )
     if set_name == "synthetic":
         print(
