@@ -311,10 +311,9 @@ def main() -> None:
         for model, kw in itertools.product(models or [None], settings):
             if model is not None and model != spliced:
                 spliced = model
+                delay = acts.delay_frames(model)  # once per model: it reads every member's file
                 for it in items:
-                    caps[it.name] = splice(
-                        caps[it.name], acts(model, it), it.name, acts.delay_frames(model)
-                    )
+                    caps[it.name] = splice(caps[it.name], acts(model, it), it.name, delay)
             rows, extras = [], {}
             by_family: dict[str, list[float]] = {}
             by_file: dict[str, float] = {}
