@@ -42,7 +42,8 @@ Reported per set: beat F (±70 ms), CMLt, AMLt, downbeat F (±70 ms, the beats a
 "n/a" for systems without bars and for sets without downbeat labels), CPU seconds per audio
 second; for onbeat also
 the emission error ``emitted_s - true beat`` (median of absolute values; a beat is issued in the
-last frame before its predicted time, so this holds up to one hop of earliness by design), the
+frame nearest its predicted time, so this holds up to half a hop by design, one hop of
+earliness with the tracker's ``issue_frame = "before"``), the
 predicted-time error ``time_s - true beat`` (the same median: what a sink that schedules each
 beat at its ``time_s``, as the OSC sink does, achieves) and the lock time. On the
 synthetic set: re-lock time after the tempo step, grid beats kept through the break, and beats

@@ -5,8 +5,9 @@ Every event carries three times:
 * ``sample_index``: the analysis-rate sample the event refers to;
 * ``time_s``: its musical time in stream seconds (``sample_index / sample_rate``);
 * ``emitted_s``: the stream time at which it was issued, i.e. the end of the frame whose
-  analysis produced it. A detected onset has ``emitted_s >= time_s``; a predicted beat has
-  ``emitted_s < time_s``.
+  analysis produced it. A detected onset has ``emitted_s >= time_s``; a predicted beat is
+  issued in the frame nearest ``time_s`` (``|emitted_s - time_s|`` within half a frame), or in
+  the last frame before it with the tracker's ``issue_frame = "before"``.
 
 Stream time counts analysis samples since the stream began, so a file replayed at full speed
 yields exactly the events that live play of the same samples would.
@@ -87,7 +88,8 @@ class BeatEvent(Event):
     locked : bool
         The tracker is locked to the music.
     predicted : bool
-        True when issued before ``time_s`` (prediction), False when reported after it.
+        True when issued by prediction (before ``time_s``, or in the frame nearest it), False
+        when reported after it.
     """
 
     type: ClassVar[str] = "beat"

@@ -33,9 +33,13 @@ together, each cheap:
    issued beat before the current one, read once the beat in between has passed; without one,
    the strongest downbeat activation around each issued beat, relative to the other beats.
 
-Beats are issued when the predicted beat time, less ``output_latency_s``, falls within the next
-frame: with zero latency ``emitted_s <= time_s < emitted_s + 1 frame``, i.e. on the beat, never
-after it. A beat already more than ``max_late_s`` in the past is skipped rather than reported late.
+Beats are issued in the frame nearest the predicted beat time less ``output_latency_s``
+(``issue_frame = "nearest"``, the default): with zero latency ``|emitted_s - time_s| <= half a
+frame`` (5 ms). ``issue_frame = "before"`` issues in the last frame before it instead
+(``emitted_s <= time_s < emitted_s + 1 frame``: never after the beat, but on average half a frame
+early), for consumers that act on receipt and must never be late; sinks that schedule by
+``time_s`` (OSC) are on time either way. A beat already more than ``max_late_s`` in the past is
+skipped rather than reported late.
 
 Times: an activation frame handed in with ``sample_index`` refers to the audio at stream time
 ``sample_index / sample_rate_hz - input_latency_s`` (the activation network's own delay).
@@ -127,6 +131,10 @@ class TrackerConfig:
         Delay of the activations behind the audio (the activation network's latency).
     max_late_s : float
         A beat already this far in the past when it becomes known is skipped, not issued late.
+    issue_frame : str
+        ``"nearest"``: a beat is issued in the frame nearest its time less the output latency
+        (at most half a frame late or early); ``"before"``: in the last frame before it (never
+        late, on average half a frame early).
     tap_timeout_s : float
         A pause longer than this starts a new tap-tempo sequence.
     downbeat_floor : float
@@ -165,6 +173,7 @@ class TrackerConfig:
     output_latency_s: float = 0.0
     input_latency_s: float = 0.0
     max_late_s: float = 0.02
+    issue_frame: str = "nearest"
     tap_timeout_s: float = 2.0
     downbeat_floor: float = 0.1
     meter_switch_prob: float = 1e-3
@@ -209,6 +218,10 @@ class TrackerConfig:
         _check_range(s, "output_latency_s", self.output_latency_s, 0.0, 0.5)
         _check_range(s, "input_latency_s", self.input_latency_s, 0.0, 0.5)
         _check_range(s, "max_late_s", self.max_late_s, 0.0, 0.5)
+        if self.issue_frame not in ("nearest", "before"):
+            raise ConfigError(
+                f"{s}.issue_frame = {self.issue_frame!r} is invalid: must be nearest or before"
+            )
         _check_range(s, "tap_timeout_s", self.tap_timeout_s, 0.3, 10.0)
         _check_range(s, "downbeat_floor", self.downbeat_floor, 1e-4, 10.0)
         _check_range(s, "meter_switch_prob", self.meter_switch_prob, 0.0, 0.5)
@@ -875,6 +888,9 @@ class BeatTracker:
         self._require_prepared()
         c = self.config
         self._output_latency_s = c.output_latency_s
+        # a beat at frame position t is issued in frame n once t < n + edge (+ the latencies)
+        self._issue_edge = 0.5 if c.issue_frame == "nearest" else 1.0
+        self._issue_slack_s = (1.0 - self._issue_edge) / self._fps + 1e-9
         self._p_lo_user = float(self._periods[0])
         self._p_hi_user = float(self._periods[-1])
         self._frozen = False
@@ -1488,7 +1504,7 @@ class BeatTracker:
         j = math.floor((lb - ref) / step) + 1
         t = ref + j * step
         lead = (c.input_latency_s + self._output_latency_s) * fps
-        if t >= n + 1.0 + lead:
+        if t >= n + self._issue_edge + lead:
             return None
         # grid steps since the last issued beat (more than one after a skip or octave change)
         steps = 1 if self._last_out_fr < -1e17 else max(1, round((t - self._last_out_fr) / step))
@@ -1522,7 +1538,8 @@ class BeatTracker:
             phase=(1.0 - (time_s - emitted_s) * fps / step) % 1.0,
             is_downbeat=bib == 1,
             locked=self._locked,
-            predicted=emitted_s <= time_s,
+            # issued by prediction, in the frame nearest its time or before it
+            predicted=emitted_s <= time_s + self._issue_slack_s,
         )
 
     def _reported_bpm(self, step: float) -> float:

@@ -186,7 +186,9 @@ def test_steady_tempo(bpm):
             if abs(ref[j] - e.time_s) <= 0.07:
                 lag.append(e.emitted_s - ref[j])
                 err.append(e.time_s - ref[j])
-        assert all(e.emitted_s <= e.time_s for e in late), "a beat was issued after it happened"
+        # issued in the frame nearest its predicted time (the default issue_frame)
+        half_frame_s = 0.5 / FPS + 1e-9
+        assert all(abs(e.emitted_s - e.time_s) <= half_frame_s for e in late), "issued off-frame"
         assert all(e.predicted for e in late)
         locked.append(np.mean([e.locked for e in late]))
     lag_a, err_a = np.abs(lag), np.abs(err)
@@ -202,6 +204,29 @@ def test_steady_tempo(bpm):
     assert max(bpm_err) <= 0.01
     assert np.median(err_a) <= 0.005
     assert np.median(lag_a) <= 0.010
+
+
+def test_issue_frame_before_is_never_late_and_nearest_halves_the_issue_error():
+    """``issue_frame = "before"`` issues every beat in the last frame before its predicted time
+    (never after it); ``"nearest"`` (default) in the nearest frame. Both predict the same beat
+    times; the nearest frame is on average half a frame closer to the beat."""
+    ref = beat_grid(120.0, 30.0, start_s=0.5037)
+    act = synth(ref, 30.0, seed=0)
+    near, _, _ = run(make(), act)
+    before, _, _ = run(make(TrackerConfig(issue_frame="before")), act)
+    near = [e for e in near if e.time_s >= 3.0]
+    before = [e for e in before if e.time_s >= 3.0]
+    assert len(near) == len(before) > 40
+    np.testing.assert_allclose(times(near), times(before), atol=1e-9)
+    frame_s = 1.0 / FPS
+    assert all(0.0 <= e.time_s - e.emitted_s < frame_s + 1e-9 for e in before)
+    assert all(e.predicted for e in before) and all(e.predicted for e in near)
+    issue_err_near = np.median([abs(e.emitted_s - e.time_s) for e in near])
+    issue_err_before = np.median([abs(e.emitted_s - e.time_s) for e in before])
+    assert issue_err_near <= 0.5 * frame_s + 1e-9
+    assert issue_err_near < issue_err_before
+    with pytest.raises(ConfigError, match="issue_frame"):
+        TrackerConfig(issue_frame="late")
 
 
 @pytest.mark.parametrize("bpm", [82.0, 137.0, 151.0, 181.0])

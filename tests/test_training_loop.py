@@ -525,13 +525,16 @@ def test_train_bars_on_labelled_and_tracker_beats(tmp_path):
     from onbeat.training.datasets import render_items
 
     _click_renders(tmp_path / "r", "groove", ("train", "train", "valid"), 120.0)
-    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, crop_frames=16)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, crop_frames=16, seed=3)
     train_bars(
         run_dir=tmp_path / "run", export_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
         render_dirs=[tmp_path / "r"], config=cfg, hidden=4,
     )  # fmt: skip
     meta = json.loads((tmp_path / "out" / "bars.json").read_text())
     assert meta["spec"]["outputs"] == ["downbeat"] and "live tracker's beats" in meta["data"]
+    # the card's command reproduces the run: the seed is part of it
+    assert meta["training_command"].endswith(" --seed 3")
+    assert meta["licence"].startswith("weights: MIT (onbeat)")
     assert (tmp_path / "out" / "bars.md").exists()
     cache_path = tmp_path / "run" / "tracker_beats_train.json"
     cache = json.loads(cache_path.read_text())

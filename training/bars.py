@@ -35,7 +35,7 @@ from onbeat.training.datasets import (
     render_items,
 )
 from onbeat.training.loop import Pair, TrainConfig, predict, train
-from onbeat.training.tasks import _card, downbeat_auc, downbeat_flags
+from onbeat.training.tasks import _card, downbeat_auc, downbeat_flags, renders_licence
 
 log = logging.getLogger(__name__)
 
@@ -228,12 +228,12 @@ def train_bars(
             f"--epochs {config.epochs} --steps {config.steps_per_epoch} "
             f"--crop-frames {config.crop_frames}"
             + "".join(f" --extra-renders {d}" for d in render_dirs[1:])
-            + ("" if tracker else " --labelled-only"),
+            + ("" if tracker else " --labelled-only")
+            + (f" --seed {config.seed}" if config.seed else ""),
             "valid_downbeat_auc": round(metrics["score"], 4),
             "epoch": metrics["epoch"],
             "params": sum(p.numel() for p in net.parameters()),
-            "licence": "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
-            "POP909 (MIT) and ASAP (CC BY-NC-SA 4.0: non-commercial) and on generated songs",
+            "licence": renders_licence(render_dirs[1:]),
         }
         save_model(net, export_dir, extra=meta)
         (export_dir / "bars.md").write_text(_card("bars", meta))

@@ -68,6 +68,34 @@ def onset_pickers(
     ]
 
 
+def renders_licence(extra_render_dirs: Sequence[Path | str] = ()) -> str:
+    """Licence line of a model card for weights trained on the MIDI renders plus extra folders.
+
+    Parameters
+    ----------
+    extra_render_dirs : sequence of path
+        The ``--extra-renders`` folders (generated songs, tracker modules, MIDI game music).
+
+    Returns
+    -------
+    str
+        The weights' licence and the licences of the training material.
+    """
+    text = (
+        "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
+        "POP909 (MIT) and ASAP (CC BY-NC-SA 4.0: non-commercial)"
+    )
+    if extra_render_dirs:
+        text += (
+            "; extra renders "
+            + ", ".join(str(d) for d in extra_render_dirs)
+            + " (generated, or tracker modules and MIDI game music of Debian packages: "
+            "GPL/LGPL/BSD/Zlib/Artistic/CC-BY, listed in training/modules.py and "
+            "training/render.py)"
+        )
+    return text
+
+
 def _dated_onsets(act: np.ndarray, picker: dict[str, float], target_delay: int) -> np.ndarray:
     """Onset times (s) the live picker reports on ``act``, dated ``1 + target_delay`` frames
     before the frame that reports them."""
@@ -694,17 +722,7 @@ def train_beats(
             "delay_frames": 1.0 + target_delay,
             "epoch": metrics["epoch"],
             "params": sum(p.numel() for p in net.parameters()),
-            "licence": "weights: MIT (onbeat); trained on renders of Groove (CC BY 4.0), "
-            "POP909 (MIT) and ASAP (CC BY-NC-SA 4.0: non-commercial)"
-            + (
-                "; extra renders "
-                + ", ".join(str(d) for d in extra_render_dirs)
-                + " (generated, or tracker modules and MIDI game music of Debian packages: "
-                "GPL/LGPL/BSD/Zlib/Artistic/CC-BY, listed in training/modules.py and "
-                "training/render.py)"
-                if n_extra
-                else ""
-            )
+            "licence": renders_licence(extra_render_dirs if n_extra else ())
             + (
                 "; Frets-on-Fire songs (Debian fretsonfire-songs-muldjord/-sectoid: "
                 "CC BY-SA 3.0 and MIT-style)"
