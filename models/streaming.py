@@ -9,6 +9,7 @@ preallocated; ``tests/test_models.py`` proves it equals the sequence forward pas
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EnsembleLSTM", "LSTMSpec", "NumbaLSTM", "load_model"]
+__all__ = ["EnsembleLSTM", "LSTMSpec", "NumbaLSTM", "load_model", "report_delay_frames"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,24 @@ class EnsembleLSTM:
             np.add(out, n.step(x), out=out)
         np.multiply(out, self._scale, out=out)
         return out
+
+
+def report_delay_frames(meta: Mapping[str, Any]) -> float:
+    """Frames between an event (onset, beat) and the output frame that reports it.
+
+    Parameters
+    ----------
+    meta : mapping
+        A model's metadata (the JSON beside its weights).
+
+    Returns
+    -------
+    float
+        ``delay_frames`` of the metadata: 1 for a model trained on the frame of the event, 1 + N
+        for one trained with targets N frames late (look-ahead), fractional where validation
+        measured a dating bias. Models exported before the key existed report 1.
+    """
+    return float(meta.get("delay_frames", 1.0))
 
 
 def load_model(

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 from onbeat.models.registry import available
-from onbeat.models.streaming import EnsembleLSTM, NumbaLSTM
+from onbeat.models.streaming import EnsembleLSTM, NumbaLSTM, report_delay_frames
 from onbeat.realtime.bars import BarEvidence, bar_columns
 from onbeat.realtime.commands import Command
 from onbeat.realtime.config import BeatConfig, FeatureConfig
@@ -91,7 +91,7 @@ class BeatStage:
             self.net, meta = load_stream_model("beats", self.features, ctx)
             # as for onsets: frames between a beat and the frame reporting it (more than one
             # for a model trained with late targets)
-            delay_frames = float(meta.get("delay_frames", 1.0))
+            delay_frames = report_delay_frames(meta)
             if self.config.bar_model and available("bars"):
                 bars, _ = load_stream_model("bars", self.features, ctx)
                 self.bar_evidence = BarEvidence(bars, self._bar_columns)

@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 from onbeat.models.registry import available, load_lstm, members
-from onbeat.models.streaming import EnsembleLSTM, NumbaLSTM
+from onbeat.models.streaming import EnsembleLSTM, NumbaLSTM, report_delay_frames
 from onbeat.realtime.config import FeatureConfig, OnsetConfig
 from onbeat.realtime.errors import StageError
 from onbeat.realtime.events import EMPTY, Event
@@ -58,7 +58,7 @@ def load_stream_model(
         metas.append(meta)
     if len(nets) == 1:
         return nets[0], metas[0]
-    delays = {float(m.get("delay_frames", 1.0)) for m in metas}
+    delays = {report_delay_frames(m) for m in metas}
     if len(delays) != 1:
         raise StageError(f"the members of the {name!r} ensemble report at different delays")
     try:
@@ -129,7 +129,7 @@ class LstmOnsets:
         """Load the weights, compile the kernels and allocate the picker."""
         self.net, meta = load_stream_model("onsets", self.features, ctx, self.model_dir)
         self.picker = self._picker(meta)
-        delay = float(meta.get("delay_frames", 1.0))  # type: ignore[arg-type]
+        delay = report_delay_frames(meta)
         self.spec = StageSpec(
             name=self.name,
             input_kind="spectrum",

@@ -150,8 +150,9 @@ def model_delay_frames(model_dir: Path | None) -> float:
     ``model_dir`` (``None``: the one in use): ``delay_frames`` of its metadata (1 + the
     ``--target-delay`` it was trained with)."""
     from onbeat.models.registry import load_lstm
+    from onbeat.models.streaming import report_delay_frames
 
-    return float(load_lstm("beats", model_dir)[2].get("delay_frames", 1.0))  # type: ignore[arg-type]
+    return report_delay_frames(load_lstm("beats", model_dir)[2])
 
 
 def model_activations(model_dir: Path, eq: str = ""):

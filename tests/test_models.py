@@ -1,6 +1,7 @@
 """The LSTM's three forward paths agree: sequence (training), torch step, numba step."""
 
 import numpy as np
+import pytest
 import torch
 from onbeat.models.lstm import (
     CausalLSTM,
@@ -86,3 +87,13 @@ def test_every_shipped_weight_file_is_small_and_has_a_card():
     for f in files:
         assert f.stat().st_size < 2_000_000, f"{f.name} is {f.stat().st_size} bytes"
         assert f.with_suffix(".md").exists(), f"{f.name} has no model card"
+
+
+def test_report_delay_frames_defaults_to_one_frame():
+    """Every reader of a model's report delay goes through one function: metadata written
+    before look-ahead models existed report on the next frame."""
+    from onbeat.models.streaming import report_delay_frames
+
+    assert report_delay_frames({}) == 1.0
+    assert report_delay_frames({"delay_frames": 13}) == 13.0
+    assert report_delay_frames({"delay_frames": 2.4}) == pytest.approx(2.4)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from onbeat.models.lstm import LSTMSpec, save_model
+from onbeat.models.streaming import report_delay_frames
 from onbeat.training.datasets import (
     FPS,
     HOP,
@@ -76,7 +77,7 @@ def _beat_model() -> tuple[Any, float, str]:
     from onbeat.models.lstm import load_torch_members
 
     net, meta, digest = load_torch_members("beats")
-    return net, float(meta.get("delay_frames", 1.0)), digest  # type: ignore[arg-type]
+    return net, report_delay_frames(meta), digest
 
 
 def bar_pairs(

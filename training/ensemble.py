@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onbeat.models.registry import available, members
-from onbeat.models.streaming import load_model
+from onbeat.models.streaming import load_model, report_delay_frames
 
 __all__ = ["assemble", "main"]
 
@@ -51,7 +51,7 @@ def assemble(sources: Sequence[Path], out: Path, name: str = "beats") -> list[st
         if len(members(name, src)[1]) > 1:
             raise ValueError(f"{src} is an ensemble already; name its members' folders instead")
         spec, _, meta = load_model(src / f"{name}.safetensors")
-        keys.append((spec.n_in, spec.outputs, spec.features, meta.get("delay_frames", 1.0)))
+        keys.append((spec.n_in, spec.outputs, spec.features, report_delay_frames(meta)))
     if len(set(keys)) != 1:
         raise ValueError(f"members disagree on inputs/outputs/features/delay: {sorted(set(keys))}")
     out.mkdir(parents=True, exist_ok=True)
