@@ -406,16 +406,21 @@ def test_long_silence_stops_after_the_flywheel():
     assert lock_time(det[det >= 20.0], ref[ref >= 20.0]) - 20.0 <= 3.0
 
 
-def test_output_latency_issues_beats_early():
+@pytest.mark.parametrize("issue_frame", ["nearest", "before"])
+def test_output_latency_issues_beats_early(issue_frame):
     ref = beat_grid(120.0, 30.0)
-    beats, _, _ = run(make(TrackerConfig(output_latency_s=0.05)), synth(ref, 30.0, seed=4))
+    cfg = TrackerConfig(output_latency_s=0.05, issue_frame=issue_frame)
+    beats, _, _ = run(make(cfg), synth(ref, 30.0, seed=4))
     late = [e for e in beats if e.time_s >= 3.0]
     lead = np.asarray([e.time_s - e.emitted_s for e in late])
     report(
-        f"output latency 50 ms: lead median {1e3 * np.median(lead):.1f} ms, "
+        f"output latency 50 ms ({issue_frame}): lead median {1e3 * np.median(lead):.1f} ms, "
         f"range {1e3 * lead.min():.1f}..{1e3 * lead.max():.1f} ms"
     )
-    assert np.all((lead >= 0.05 - 1e-9) & (lead < 0.05 + 1.0 / FPS + 1e-9))
+    if issue_frame == "nearest":  # the frame nearest time_s - 50 ms
+        assert np.all(np.abs(lead - 0.05) <= 0.5 / FPS + 1e-9)
+    else:  # the last frame before it
+        assert np.all((lead >= 0.05 - 1e-9) & (lead < 0.05 + 1.0 / FPS + 1e-9))
     assert mir_eval.beat.f_measure(ref[ref >= 3.0], times(late)) >= 0.95
 
 
