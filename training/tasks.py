@@ -74,7 +74,8 @@ def renders_licence(extra_render_dirs: Sequence[Path | str] = ()) -> str:
     Parameters
     ----------
     extra_render_dirs : sequence of path
-        The ``--extra-renders`` folders (generated songs, tracker modules, MIDI game music).
+        The ``--extra-renders`` folders (generated songs, tracker modules, MIDI game music, MMA
+        grooves); none for the renders alone.
 
     Returns
     -------
@@ -89,8 +90,8 @@ def renders_licence(extra_render_dirs: Sequence[Path | str] = ()) -> str:
         text += (
             "; extra renders "
             + ", ".join(str(d) for d in extra_render_dirs)
-            + " (generated, or tracker modules and MIDI game music of Debian packages: "
-            "GPL/LGPL/BSD/Zlib/Artistic/CC-BY, listed in training/modules.py and "
+            + " (generated, or tracker modules, MIDI game music and MMA grooves of Debian "
+            "packages: GPL/LGPL/BSD/Zlib/Artistic/CC-BY, listed in training/modules.py and "
             "training/render.py)"
         )
     return text
@@ -722,7 +723,7 @@ def train_beats(
             "delay_frames": 1.0 + target_delay,
             "epoch": metrics["epoch"],
             "params": sum(p.numel() for p in net.parameters()),
-            "licence": renders_licence(extra_render_dirs if n_extra else ())
+            "licence": renders_licence(extra_render_dirs)
             + (
                 "; Frets-on-Fire songs (Debian fretsonfire-songs-muldjord/-sectoid: "
                 "CC BY-SA 3.0 and MIT-style)"
